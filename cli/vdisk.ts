@@ -1,0 +1,207 @@
+/**
+ * `vdisk`: qemu-img's commands, flags, output and exit codes over the engine.
+ * A thin front like the web app: it parses arguments, calls the engine facade
+ * in-process and prints what qemu-img would print.
+ */
+import { readFile } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
+import { EngineApi } from '../engine/api.ts';
+import { OpenError, SnapshotNotFoundError, VDiskError } from '../engine/errors.ts';
+import { toQemuJson } from '../engine/format/qemu-json.ts';
+import { humanInfo } from '../engine/ops/info.ts';
+import { mapHuman, mapJson } from '../engine/format/map-text.ts';
+import { loadWasmKernels } from '../engine/kernels/index.ts';
+import type { SnapshotSelector } from '../engine/driver.ts';
+import { has, last, parseArgs, parseSize, UsageError, type OptionSpec, type Parsed } from './args.ts';
+import { NodeFileSink, nodeWorkspace, pendingTemps } from './node-io.ts';
+
+const VERSION = '0.1.0';
+
+const HELP = `vdisk version ${VERSION}: virtual disk image tool, qemu-img compatible
+usage: vdisk [standard options] command [command options]
+
+Command syntax:
+  info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename
+  map [-f fmt] [--output=ofmt] [--start-offset=OFFSET] [--max-length=LEN] [-U] filename
+  convert [-f fmt] -O raw [-S sparse_size] [-l snapshot_param | -s snapshot_id_or_name] [-p] [-q] filename output_filename
+
+Command parameters:
+  'fmt' is the disk image format; it is guessed automatically in most cases
+  'ofmt' is 'human' for human-readable output (default) or 'json' for JSON output
+  'snapshot_param' is snapshot.id=ID,snapshot.name=NAME, or just a snapshot id or name
+  'sparse_size' is the block size below which all-zero data is not written (default 4k, 0 writes everything)
+
+Supported formats: raw qcow2
+`;
+
+class ExitError extends Error {
+  constructor(
+    message: string,
+    readonly code = 1,
+  ) {
+    super(message);
+  }
+}
+
+const common: OptionSpec['long'] = {
+  help: { arg: false, key: 'h' },
+  format: { arg: true, key: 'f' },
+  output: { arg: true, key: 'output' },
+  'force-share': { arg: false, key: 'U' },
+};
+
+function outputFormat(p: Parsed): 'human' | 'json' {
+  const o = last(p, 'output') ?? 'human';
+  if (o !== 'human' && o !== 'json') throw new ExitError('--output must be used with human or json as argument.');
+  return o;
+}
+
+function oneFile(p: Parsed): string {
+  if (p.args.length !== 1) throw new ExitError('Expecting one image file name');
+  return p.args[0]!;
+}
+
+const engine = new EngineApi(nodeWorkspace);
+
+async function info(argv: string[]): Promise<void> {
+  const p = parseArgs(argv, { short: 'f:hU', long: { ...common, 'backing-chain': { arg: false, key: 'chain' } } });
+  if (has(p, 'h')) return void process.stdout.write(HELP);
+  const output = outputFormat(p);
+  const chain = has(p, 'chain');
+  const r = await engine.info({ name: oneFile(p), format: last(p, 'f'), backingChain: chain });
+  if (output === 'json') {
+    process.stdout.write(toQemuJson(chain ? r.images : r.images[0]!) + '\n');
+  } else {
+    process.stdout.write(r.images.map((im, i) => humanInfo(im, r.snapshots[i]!)).join('\n'));
+  }
+}
+
+async function map(argv: string[]): Promise<void> {
+  const p = parseArgs(argv, {
+    short: 'f:hU',
+    long: { ...common, 'start-offset': { arg: true, key: 'start' }, 'max-length': { arg: true, key: 'len' } },
+  });
+  if (has(p, 'h')) return void process.stdout.write(HELP);
+  const output = outputFormat(p);
+  const start = last(p, 'start');
+  const len = last(p, 'len');
+  const entries = await engine.map({
+    name: oneFile(p),
+    format: last(p, 'f'),
+    start: start === undefined ? undefined : parseSize(start),
+    length: len === undefined ? undefined : parseSize(len),
+  });
+  process.stdout.write(output === 'json' ? mapJson(entries) : mapHuman(entries));
+}
+
+/** `-l snapshot.id=ID,snapshot.name=NAME` or `-l NAME`. */
+function snapshotParam(text: string): SnapshotSelector | string {
+  if (!text.includes('=')) return text;
+  const sel: SnapshotSelector = {};
+  for (const part of text.split(',')) {
+    const [k, v] = part.split('=', 2) as [string, string | undefined];
+    if (k === 'snapshot.id') sel.id = v;
+    else if (k === 'snapshot.name') sel.name = v;
+    else throw new ExitError(`Invalid parameter '${k}'`);
+  }
+  return sel;
+}
+
+async function convert(argv: string[]): Promise<void> {
+  const p = parseArgs(argv, { short: 'hf:O:o:l:s:S:cpqnU', long: { help: { arg: false, key: 'h' }, 'force-share': { arg: false, key: 'U' } } });
+  if (has(p, 'h')) return void process.stdout.write(HELP);
+  const outFmt = last(p, 'O') ?? 'raw';
+  if (outFmt !== 'raw') throw new ExitError(`Writing the '${outFmt}' format is not supported yet`);
+  if (has(p, 'c')) throw new ExitError('Compression not supported for this file format');
+  if (p.args.length !== 2) throw new ExitError('Expecting one image file name and one output file name');
+  const [src, dst] = p.args as [string, string];
+  const snap = last(p, 'l') ?? last(p, 's');
+  const sparse = last(p, 'S');
+  const progress = has(p, 'p') && !has(p, 'q');
+  const sink = await NodeFileSink.create(dst);
+  let shown = -1;
+  const show = (pct: number) => {
+    if (!progress || pct === shown) return;
+    shown = pct;
+    process.stdout.write(`    (${pct.toFixed(2)}/100%)\r`);
+  };
+  show(0);
+  await engine.convertToRaw(
+    {
+      name: src,
+      format: last(p, 'f'),
+      snapshot: snap === undefined ? undefined : snapshotParam(snap),
+      sparseSize: sparse === undefined ? undefined : parseSize(sparse),
+      onProgress: ({ done, total }) => show(Math.floor((done / total) * 10000) / 100),
+    },
+    sink,
+  ).catch(async (e: unknown) => {
+    await sink.abort();
+    throw e;
+  });
+  if (progress) process.stdout.write(`    (100.00/100%)\n`);
+}
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = { info, map, convert };
+
+/** One line per error, worded as qemu-img words it. */
+function describe(e: unknown): string {
+  if (e instanceof OpenError) {
+    if (e.inner instanceof SnapshotNotFoundError) return `Failed to load snapshot: ${e.inner.message}`;
+    return `Could not open '${e.file}': ${e.message}`;
+  }
+  if (e instanceof VDiskError) return `${e.file}: ${e.message}`;
+  if (e instanceof UsageError) return `${e.message}\nTry 'vdisk --help' for more information`;
+  if (e instanceof ExitError) return e.message;
+  return `internal error: ${(e as Error)?.stack ?? String(e)}`;
+}
+
+async function loadKernels(): Promise<void> {
+  try {
+    const dir = new URL('../wasm/', import.meta.url);
+    const [simd, scalar] = await Promise.all([readFile(new URL('zero-simd.wasm', dir)), readFile(new URL('zero-scalar.wasm', dir))]);
+    await loadWasmKernels(simd, scalar);
+  } catch {
+    // Without the built kernels the TypeScript twins give the same answers, slower.
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '-h' || cmd === '--help') {
+    process.stdout.write(HELP);
+    return cmd === undefined ? 1 : 0;
+  }
+  if (cmd === '-V' || cmd === '--version') {
+    process.stdout.write(`vdisk version ${VERSION}\n`);
+    return 0;
+  }
+  const run = commands[cmd];
+  if (!run) {
+    process.stderr.write(`vdisk: Command not found: ${cmd}\n`);
+    return 1;
+  }
+  await loadKernels();
+  try {
+    await run(rest);
+    return 0;
+  } catch (e) {
+    process.stderr.write(`vdisk: ${describe(e)}\n`);
+    return e instanceof ExitError ? e.code : 1;
+  }
+}
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    for (const t of pendingTemps) {
+      try {
+        unlinkSync(t);
+      } catch {
+        // Already gone.
+      }
+    }
+    process.exit(130);
+  });
+}
+
+process.exitCode = await main(process.argv.slice(2));

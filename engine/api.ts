@@ -1,0 +1,106 @@
+/**
+ * The engine's one facade. The web app reaches it through a worker with
+ * Comlink, the CLI calls it in-process; both name images by the names their
+ * workspace knows (paths in the CLI, picked files in the browser) and get
+ * structured results back, to print or to draw.
+ */
+import { BackingLoopError, OpenError, VDiskError } from './errors.ts';
+import type { ByteSource } from './io/source.ts';
+import type { ByteSink } from './io/sink.ts';
+import type { Opener } from './io/opener.ts';
+import { normalizePath } from './io/opener.ts';
+import type { SnapshotInfo, SnapshotSelector } from './driver.ts';
+import { openImage, openLayer, type Image } from './image.ts';
+import { layerInfo, type ImageInfo } from './ops/info.ts';
+import { mapImage, type MapEntry } from './ops/map.ts';
+import { convertToRaw, type Progress } from './ops/convert.ts';
+
+/** Where images come from: the files a user named, and the gate for files they refer to. */
+export interface Workspace {
+  readonly opener: Opener;
+  open(name: string): Promise<ByteSource>;
+}
+
+export interface InfoResult {
+  /** One per layer when the backing chain was asked for, else one. */
+  images: ImageInfo[];
+  snapshots: SnapshotInfo[][];
+}
+
+export interface ImageRef {
+  name: string;
+  /** Format of the named image; probed when absent. */
+  format?: string;
+}
+
+export interface ConvertRequest extends ImageRef {
+  /** `snapshot.id` / `snapshot.name`, or a bare string matched as id, then as name (qemu's -s / -l NAME). */
+  snapshot?: SnapshotSelector | string;
+  sparseSize?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+}
+
+export class EngineApi {
+  constructor(private readonly ws: Workspace) {}
+
+  /** qemu-img info: the named image alone (its backing files are not opened), or its whole chain. */
+  async info(ref: ImageRef & { backingChain?: boolean }): Promise<InfoResult> {
+    const result: InfoResult = { images: [], snapshots: [] };
+    let name = ref.name;
+    let source = await this.openNamed(name);
+    let format = ref.format;
+    const seen: string[] = [];
+    for (;;) {
+      const layer = await guard(name, () => openLayer(source, this.ws.opener, format));
+      seen.push(normalizePath(source.name));
+      result.images.push(layerInfo(layer, this.ws.opener));
+      result.snapshots.push(layer.snapshots());
+      if (!ref.backingChain || !layer.backing) return result;
+      const next = this.ws.opener.resolve(layer.backing.name, layer.source);
+      if (seen.includes(normalizePath(next))) throw new BackingLoopError(next, seen);
+      name = next;
+      source = await guard(name, () => this.ws.opener.open(layer.backing!.name, layer.source, 'backing file'));
+      format = layer.backing.format;
+    }
+  }
+
+  async map(ref: ImageRef & { start?: number; length?: number; signal?: AbortSignal }): Promise<MapEntry[]> {
+    const image = await this.openChain(ref.name, ref.format);
+    const out: MapEntry[] = [];
+    for await (const e of mapImage(image, ref)) out.push(e);
+    return out;
+  }
+
+  async convertToRaw(req: ConvertRequest, sink: ByteSink): Promise<void> {
+    const snapshot = typeof req.snapshot === 'string' ? await this.snapshotByIdOrName(req) : req.snapshot;
+    const image = await this.openChain(req.name, req.format, snapshot);
+    await convertToRaw(image, sink, req);
+  }
+
+  /** qemu's bdrv_snapshot_load_tmp_by_id_or_name: try the string as an id, then as a name. */
+  private async snapshotByIdOrName(req: ConvertRequest): Promise<SnapshotSelector> {
+    const s = req.snapshot as string;
+    const layer = await guard(req.name, async () => openLayer(await this.ws.open(req.name), this.ws.opener, req.format));
+    return layer.snapshots().some((x) => x.id === s) ? { id: s } : { name: s };
+  }
+
+  private async openNamed(name: string): Promise<ByteSource> {
+    return guard(name, () => this.ws.open(name));
+  }
+
+  private async openChain(name: string, format?: string, snapshot?: SnapshotSelector): Promise<Image> {
+    const source = await this.openNamed(name);
+    return guard(name, () => openImage(source, { opener: this.ws.opener, format, snapshot }));
+  }
+}
+
+/** Runs an open step, tagging engine errors with the image being opened. */
+async function guard<T>(name: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (e) {
+    if (e instanceof VDiskError && !(e instanceof OpenError)) throw new OpenError(name, e);
+    throw e;
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * The one interface every format driver implements, and the vocabulary of
+ * mappings they answer with. A driver says, for a guest offset, where the
+ * bytes live; it never copies guest data and never opens files except through
+ * the opener gate. Everything else (info, map, read, convert) is written once,
+ * over mappings, in `ops/`.
+ */
+import type { ByteSource } from './io/source.ts';
+import type { Opener } from './io/opener.ts';
+
+/** Bytes at `hostOffset` in `source` (the image file, a data file or an extent). */
+export interface DataMapping {
+  kind: 'data';
+  offset: number;
+  length: number;
+  source: ByteSource;
+  hostOffset: number;
+}
+
+/**
+ * Reads as zeros because this layer says so (a zero cluster, the tail of a raw
+ * file). `host` is set when the zeros still occupy space in a file, which
+ * qemu-img map reports as an offset.
+ */
+export interface ZeroMapping {
+  kind: 'zero';
+  offset: number;
+  length: number;
+  host?: { source: ByteSource; hostOffset: number };
+}
+
+/** Not allocated in this layer: the next layer down answers (or zeros, at the bottom). */
+export interface BackingMapping {
+  kind: 'backing';
+  offset: number;
+  length: number;
+}
+
+/** A unit (cluster, grain) that must be decoded whole; the mapping covers part of it. */
+export interface CompressedMapping {
+  kind: 'compressed';
+  offset: number;
+  length: number;
+  unit: CompressedUnit;
+}
+
+export interface CompressedUnit {
+  /** Guest offset where the decoded unit starts. */
+  guestOffset: number;
+  /** Decoded size in bytes. */
+  size: number;
+  /** Where the encoded bytes are. */
+  source: ByteSource;
+  hostOffset: number;
+  hostLength: number;
+}
+
+/** The offset is at or past the end of the layer. */
+export interface EofMapping {
+  kind: 'eof';
+  offset: number;
+  length: 0;
+}
+
+export type Mapping = DataMapping | ZeroMapping | BackingMapping | CompressedMapping | EofMapping;
+
+/** A reference from one image to another file, exactly as the image stores it. */
+export interface BackingRef {
+  name: string;
+  /** The format the image names for it, if any; otherwise it is probed. */
+  format?: string;
+}
+
+/** An internal snapshot, in the units qemu-img reports. */
+export interface SnapshotInfo {
+  id: string;
+  name: string;
+  vmStateSize: number;
+  dateSec: number;
+  dateNsec: number;
+  vmClockNsec: number;
+  icount?: number;
+  /** Guest size when the snapshot was taken, where the format records it. */
+  diskSize?: number;
+}
+
+/** Picks a snapshot: every given field must match, as qemu's snapshot.id / snapshot.name. */
+export interface SnapshotSelector {
+  id?: string;
+  name?: string;
+}
+
+/** A value of qemu's format-specific info: what its QAPI types would serialise. */
+export type InfoValue = string | number | boolean | InfoValue[] | { [key: string]: InfoValue };
+
+/** The facts about one layer that `info` reports beyond its size and name. */
+export interface LayerFacts {
+  clusterSize?: number;
+  dirty: boolean;
+  encrypted?: boolean;
+  /** qemu's `format-specific` object: `{ type, data }`. */
+  formatSpecific?: { type: string; data: { [key: string]: InfoValue } };
+}
+
+/** One opened layer of an image: one file (plus the files it owns, like a data file). */
+export interface Layer {
+  /** qemu's name for the format: `qcow2`, `raw`, `vmdk`, `vpc` … */
+  readonly format: string;
+  readonly source: ByteSource;
+  /** Virtual (guest) size in bytes. */
+  readonly size: number;
+  readonly backing?: BackingRef;
+  /**
+   * Where the guest range starting at `offset` lives, for as long a run as is
+   * uniform (at least one byte, at most `maxLength`). Past the end: `eof`.
+   */
+  getMapping(offset: number, maxLength: number): Promise<Mapping>;
+  /** Decodes a whole compressed unit into `out` (exactly `unit.size` bytes). */
+  decode(unit: CompressedUnit, out: Uint8Array): Promise<void>;
+  facts(): LayerFacts;
+  snapshots(): SnapshotInfo[];
+  /** A read-only view of the layer as it was at an internal snapshot. */
+  atSnapshot(sel: SnapshotSelector): Promise<Layer>;
+}
+
+export interface OpenContext {
+  opener: Opener;
+}
+
+export interface FormatDriver {
+  /** qemu's format name. */
+  readonly name: string;
+  /**
+   * How sure the driver is that these leading bytes are its format, as
+   * qemu's probe scores: 0 no, 1 fallback (raw), 100 a magic number.
+   */
+  probe(head: Uint8Array, fileSize: number): number;
+  open(source: ByteSource, ctx: OpenContext): Promise<Layer>;
+}

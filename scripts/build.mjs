@@ -1,0 +1,42 @@
+// The build: AssemblyScript kernels to WebAssembly (SIMD and scalar builds),
+// then the web app to dist/ with Vite, then the vdisk CLI bundle to
+// dist/cli/vdisk.mjs with the kernels beside it in dist/wasm/.
+// Usage: node scripts/build.mjs [asm|web|cli]...   (default: all, in that order)
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readdirSync, chmodSync } from 'node:fs';
+import { build as esbuild } from 'esbuild';
+
+const steps = process.argv.slice(2);
+const want = (s) => steps.length === 0 || steps.includes(s);
+const bin = (name) => `node_modules/.bin/${name}`;
+const run = (cmd, args) => execFileSync(cmd, args, { stdio: 'inherit' });
+
+const KERNELS = ['zero'];
+
+if (want('asm')) {
+  mkdirSync('build/wasm', { recursive: true });
+  for (const k of KERNELS) {
+    const base = ['--runtime', 'stub', '-O3', '--noAssert', '--importMemory', '--initialMemory', '1'];
+    run(bin('asc'), [`asm/${k}.ts`, '-o', `build/wasm/${k}-simd.wasm`, ...base, '--enable', 'simd']);
+    run(bin('asc'), [`asm/${k}.ts`, '-o', `build/wasm/${k}-scalar.wasm`, ...base, '--disable', 'simd']);
+  }
+}
+
+if (want('web')) run(bin('vite'), ['build', '--logLevel', 'warn']);
+
+if (want('cli')) {
+  mkdirSync('dist/cli', { recursive: true });
+  await esbuild({
+    entryPoints: ['cli/vdisk.ts'],
+    outfile: 'dist/cli/vdisk.mjs',
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    banner: { js: '#!/usr/bin/env node' },
+    logLevel: 'warning',
+  });
+  chmodSync('dist/cli/vdisk.mjs', 0o755);
+  mkdirSync('dist/wasm', { recursive: true });
+  for (const f of readdirSync('build/wasm')) copyFileSync(`build/wasm/${f}`, `dist/wasm/${f}`);
+}
