@@ -91,7 +91,10 @@ async function map(argv: string[]): Promise<void> {
     start: start === undefined ? undefined : parseSize(start),
     length: len === undefined ? undefined : parseSize(len),
   });
-  process.stdout.write(output === 'json' ? mapJson(entries) : mapHuman(entries));
+  if (output === 'json') return void process.stdout.write(mapJson(entries));
+  const { text, error } = mapHuman(entries);
+  process.stdout.write(text);
+  if (error) throw new ExitError(error);
 }
 
 /** `-l snapshot.id=ID,snapshot.name=NAME` or `-l NAME`. */

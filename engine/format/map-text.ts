@@ -11,12 +11,17 @@ export function mapJson(entries: MapEntry[]): string {
   return '[' + entries.map(jsonEntry).join(',\n') + ']\n';
 }
 
-/** Only ranges with data at a known host offset are listed, as in qemu-img. */
-export function mapHuman(entries: MapEntry[]): string {
+/**
+ * The human table lists ranges with data at a host offset. Data without one
+ * (compressed clusters) cannot be shown in it: qemu-img stops there with an
+ * error, and so does this, returning the table so far and the message.
+ */
+export function mapHuman(entries: MapEntry[]): { text: string; error?: string } {
   const col = (s: string) => s.padEnd(16);
-  let out = col('Offset') + col('Length') + col('Mapped to') + 'File\n';
+  let text = col('Offset') + col('Length') + col('Mapped to') + 'File\n';
   for (const e of entries) {
-    if (e.data && e.offset !== undefined) out += col(hexAlt(e.start)) + col(hexAlt(e.length)) + col(hexAlt(e.offset)) + e.filename + '\n';
+    if (e.data && e.offset === undefined) return { text, error: 'File contains external, encrypted or compressed clusters.' };
+    if (e.data && !e.zero) text += col(hexAlt(e.start)) + col(hexAlt(e.length)) + col(hexAlt(e.offset ?? 0)) + e.filename + '\n';
   }
-  return out;
+  return { text };
 }
