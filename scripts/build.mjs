@@ -1,13 +1,13 @@
 // The build: AssemblyScript kernels to WebAssembly (SIMD and scalar builds),
 // then the web app to dist/ with Vite, then the vdisk CLI bundle to
 // dist/cli/vdisk.mjs with the kernels beside it in dist/wasm/.
-// Usage: node scripts/build.mjs [asm|web|cli]...   (default: all, in that order)
+// Usage: node scripts/build.mjs [asm|web|cli|bench]...   (default: asm, web, cli)
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, chmodSync } from 'node:fs';
 import { build as esbuild } from 'esbuild';
 
 const steps = process.argv.slice(2);
-const want = (s) => steps.length === 0 || steps.includes(s);
+const want = (s) => (steps.length === 0 && s !== 'bench') || steps.includes(s);
 const bin = (name) => `node_modules/.bin/${name}`;
 const run = (cmd, args) => execFileSync(cmd, args, { stdio: 'inherit' });
 
@@ -24,19 +24,15 @@ if (want('asm')) {
 
 if (want('web')) run(bin('vite'), ['build', '--logLevel', 'warn']);
 
+/** Bundles a Node entry point written in TypeScript into one ES module. */
+const bundleNode = (entry, outfile, banner) =>
+  esbuild({ entryPoints: [entry], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', banner, logLevel: 'warning' });
+
 if (want('cli')) {
-  mkdirSync('dist/cli', { recursive: true });
-  await esbuild({
-    entryPoints: ['cli/vdisk.ts'],
-    outfile: 'dist/cli/vdisk.mjs',
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    banner: { js: '#!/usr/bin/env node' },
-    logLevel: 'warning',
-  });
+  await bundleNode('cli/vdisk.ts', 'dist/cli/vdisk.mjs', { js: '#!/usr/bin/env node' });
   chmodSync('dist/cli/vdisk.mjs', 0o755);
   mkdirSync('dist/wasm', { recursive: true });
   for (const f of readdirSync('build/wasm')) copyFileSync(`build/wasm/${f}`, `dist/wasm/${f}`);
 }
+
+if (want('bench')) await bundleNode('bench/run.ts', 'build/bench/run.mjs');
