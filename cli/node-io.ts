@@ -82,7 +82,7 @@ export const nodeOpener: Opener = {
 
 export const nodeWorkspace: Workspace = {
   opener: nodeOpener,
-  open: (name) => openOrMissing(name, name, 'backing file'),
+  open: (name) => openOrMissing(name, name, 'image'),
 };
 
 /** Temporary files of sinks not yet committed, removed if the process is interrupted. */

@@ -9,7 +9,7 @@ import type { ByteSource } from './io/source.ts';
 import type { ByteSink } from './io/sink.ts';
 import type { Opener } from './io/opener.ts';
 import { normalizePath } from './io/opener.ts';
-import type { SnapshotInfo, SnapshotSelector } from './driver.ts';
+import type { Layer, SnapshotInfo, SnapshotSelector } from './driver.ts';
 import { openImage, openLayer, type Image } from './image.ts';
 import { layerInfo, type ImageInfo } from './ops/info.ts';
 import { mapImage, type MapEntry } from './ops/map.ts';
@@ -25,6 +25,11 @@ export interface InfoResult {
   /** One per layer when the backing chain was asked for, else one. */
   images: ImageInfo[];
   snapshots: SnapshotInfo[][];
+  /**
+   * With `partial`, why the chain stopped below the last image listed (a
+   * missing backing file, a damaged one); without it, such errors are thrown.
+   */
+  error?: OpenError;
 }
 
 export interface ImageRef {
@@ -44,24 +49,35 @@ export interface ConvertRequest extends ImageRef {
 export class EngineApi {
   constructor(private readonly ws: Workspace) {}
 
-  /** qemu-img info: the named image alone (its backing files are not opened), or its whole chain. */
-  async info(ref: ImageRef & { backingChain?: boolean }): Promise<InfoResult> {
+  /**
+   * qemu-img info: the named image alone (its backing files are not opened),
+   * or its whole chain. With `partial`, a chain that cannot be followed to
+   * the end comes back with the layers that opened and the reason.
+   */
+  async info(ref: ImageRef & { backingChain?: boolean; partial?: boolean }): Promise<InfoResult> {
     const result: InfoResult = { images: [], snapshots: [] };
     let name = ref.name;
-    let source = await this.openNamed(name);
     let format = ref.format;
+    let open = () => this.ws.open(name);
     const seen: string[] = [];
     for (;;) {
-      const layer = await guard(name, () => openLayer(source, this.ws.opener, format));
-      seen.push(normalizePath(source.name));
+      let layer: Layer;
+      try {
+        const source = await guard(name, open);
+        layer = await guard(name, () => openLayer(source, this.ws.opener, format));
+        if (seen.includes(normalizePath(source.name))) throw new OpenError(name, new BackingLoopError(name, seen));
+        seen.push(normalizePath(source.name));
+      } catch (e) {
+        if (ref.partial && result.images.length > 0 && e instanceof OpenError) return { ...result, error: e };
+        throw e;
+      }
       result.images.push(layerInfo(layer, this.ws.opener));
       result.snapshots.push(layer.snapshots());
-      if (!ref.backingChain || !layer.backing) return result;
-      const next = this.ws.opener.resolve(layer.backing.name, layer.source);
-      if (seen.includes(normalizePath(next))) throw new BackingLoopError(next, seen);
-      name = next;
-      source = await guard(name, () => this.ws.opener.open(layer.backing!.name, layer.source, 'backing file'));
-      format = layer.backing.format;
+      const backing = layer.backing;
+      if (!ref.backingChain || !backing) return result;
+      name = this.ws.opener.resolve(backing.name, layer.source);
+      format = backing.format;
+      open = () => this.ws.opener.open(backing.name, layer.source, 'backing file');
     }
   }
 

@@ -36,8 +36,8 @@ export class UnsupportedFeatureError extends VDiskError {
   }
 }
 
-/** What kind of referenced file could not be opened. */
-export type ReferenceKind = 'backing file' | 'data file' | 'extent';
+/** What kind of file could not be opened: the one the user named, or one an image refers to. */
+export type ReferenceKind = 'image' | 'backing file' | 'data file' | 'extent';
 
 /**
  * A file the image refers to (backing file, external data file, extent) is not

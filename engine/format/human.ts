@@ -44,6 +44,13 @@ export function localDateTime(sec: number): string {
   return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
 }
 
+/** A snapshot's VM clock as qemu-img's snapshot table shows it: HH:MM:SS.mmm. */
+export function vmClock(nsec: number): string {
+  const secs = Math.floor(nsec / 1e9);
+  const ms = String(Math.floor(nsec / 1e6) % 1000).padStart(3, '0');
+  return `${two(Math.floor(secs / 3600))}:${two(Math.floor(secs / 60) % 60)}:${two(secs % 60)}.${ms}`;
+}
+
 /** The format-specific block of `qemu-img info`: keys with dashes as spaces, nested by four spaces. */
 export function dumpQObject(value: QValue, indent: number, out: string[]): void {
   const pad = ' '.repeat(indent * 4);

@@ -27,22 +27,41 @@ export function combinePath(baseName: string, name: string): string {
 
 /**
  * An opener over a fixed set of files, keyed by their path relative to the
- * folder the user picked (or just their name). Used by the web app and tests.
+ * folder the user picked (or just their name). A reference is looked up by
+ * its path taken from the referring image, then by its bare name among files
+ * whose bare name is unique: an image usually names its backing file by a
+ * path from the machine it was made on.
  */
 export class FileSetOpener implements Opener {
-  constructor(private readonly files: Map<string, ByteSource>) {}
+  private readonly byName = new Map<string, ByteSource | null>();
+
+  constructor(private readonly files: Map<string, ByteSource>) {
+    for (const [path, src] of files) {
+      const name = baseName(path);
+      // null marks a bare name that two files share: no guessing between them.
+      this.byName.set(name, this.byName.has(name) && this.byName.get(name) !== src ? null : src);
+    }
+  }
 
   resolve(name: string, from: ByteSource): string {
     return combinePath(from.name, name);
   }
 
+  /** The file at `path`, or the only file with its bare name. */
+  find(path: string): ByteSource | undefined {
+    const full = normalizePath(path);
+    return this.files.get(full) ?? this.byName.get(baseName(full)) ?? undefined;
+  }
+
   async open(name: string, from: ByteSource, kind: ReferenceKind): Promise<ByteSource> {
     const full = normalizePath(this.resolve(name, from));
-    const found = this.files.get(full) ?? this.files.get(full.slice(full.lastIndexOf('/') + 1));
+    const found = this.find(full);
     if (!found) throw new BackingFileMissingError(name, full, kind);
     return found;
   }
 }
+
+const baseName = (path: string) => path.slice(path.lastIndexOf('/') + 1);
 
 /** Folds `a/./b/../c` into `a/c`, so two spellings of one path compare equal. */
 export function normalizePath(path: string): string {

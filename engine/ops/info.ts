@@ -6,7 +6,7 @@
 import type { Layer, SnapshotInfo } from '../driver.ts';
 import type { Opener } from '../io/opener.ts';
 import type { QValue } from '../format/qemu-json.ts';
-import { dumpQObject, localDateTime, sizeToStr } from '../format/human.ts';
+import { dumpQObject, localDateTime, sizeToStr, vmClock } from '../format/human.ts';
 
 /** qemu's ImageInfo, keyed as qemu-img's JSON. */
 export interface ImageInfo {
@@ -62,9 +62,7 @@ export function layerInfo(layer: Layer, opener: Opener): ImageInfo {
 }
 
 function snapshotLine(s: SnapshotInfo): string {
-  const secs = Math.floor(s.vmClockNsec / 1e9);
-  const two = (n: number) => String(n).padStart(2, '0');
-  const clock = `${two(Math.floor(secs / 3600))}:${two(Math.floor(secs / 60) % 60)}:${two(secs % 60)}.${String(Math.floor(s.vmClockNsec / 1e6) % 1000).padStart(3, '0')}`;
+  const clock = vmClock(s.vmClockNsec);
   return (
     s.id.padEnd(9) + ' ' + s.name.padEnd(16) + ' ' + sizeToStr(s.vmStateSize).padStart(8) +
     localDateTime(s.dateSec).padStart(20) + clock.padStart(13) + (s.icount === undefined ? '' : String(s.icount)).padStart(11)

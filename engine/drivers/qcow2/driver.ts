@@ -307,10 +307,10 @@ async function readSnapshotTable(src: ByteSource, h: Qcow2Header): Promise<RawSn
       continue;
     }
     // Entry incomplete: drop what was parsed and read the next chunk.
-    const keep = buf.subarray(pos);
+    const keep = buf.subarray(Math.min(pos, buf.length));
     bufStart += pos;
     pos = 0;
-    if (bufStart + keep.length >= src.size) throw fail('Snapshot table runs past the end of the file');
+    if (bufStart + keep.length >= src.size) throw fail(`Snapshot table entry ${out.length} runs past the end of the file`);
     if (bufStart + keep.length - h.snapshotsOffset > MAX_SNAPSHOT_TABLE_BYTES) throw fail('Snapshot table too large');
     const more = await src.read(bufStart + keep.length, Math.min(SNAPSHOT_READ_CHUNK, src.size - bufStart - keep.length));
     buf = new Uint8Array(keep.length + more.length);

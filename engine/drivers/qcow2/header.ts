@@ -40,7 +40,7 @@ export function parseHeader(bytes: Uint8Array, file: string): Qcow2Header {
   const v = viewOf(bytes);
   const fail = (structure: string, offset: number, detail: string) => new ImageFormatError(file, structure, offset, detail);
   if (bytes.length < L.V2_HEADER_LENGTH) throw fail('qcow2 header', 0, 'file is shorter than a qcow2 header');
-  if (v.getUint32(L.H.magic) !== L.MAGIC) throw fail('qcow2 header', 0, 'bad magic');
+  if (v.getUint32(L.H.magic) !== L.MAGIC) throw fail('qcow2 header', 0, 'Image is not in qcow2 format');
   const version = v.getUint32(L.H.version);
   if (version !== 2 && version !== 3) throw new UnsupportedFeatureError(file, `qcow2 version ${version}`);
 
@@ -180,6 +180,7 @@ export interface RawSnapshot {
 /**
  * Parses one snapshot table entry at `off` in `bytes`; returns undefined when
  * `bytes` does not hold the whole entry yet, so the caller can read more.
+ * `length` includes the padding to the next 8-byte boundary.
  */
 export function parseSnapshotEntry(bytes: Uint8Array, off: number, file: string, fileOffset: number): RawSnapshot | undefined {
   if (off + L.SN.fixedLength > bytes.length) return undefined;
@@ -189,8 +190,10 @@ export function parseSnapshotEntry(bytes: Uint8Array, off: number, file: string,
   const nameLen = v.getUint16(off + L.SN.nameSize);
   if (extra > 1024) throw new ImageFormatError(file, 'snapshot table entry', fileOffset, 'Too much extra metadata in snapshot table entry');
   const body = off + L.SN.fixedLength;
-  const length = Math.ceil((L.SN.fixedLength + extra + idLen + nameLen) / 8) * 8;
-  if (off + length > bytes.length) return undefined;
+  const used = L.SN.fixedLength + extra + idLen + nameLen;
+  // The padding of the last entry may be missing when the table ends the file.
+  if (off + used > bytes.length) return undefined;
+  const length = Math.ceil(used / 8) * 8;
   const sn: RawSnapshot = {
     l1TableOffset: u64be(v, off + L.SN.l1TableOffset),
     l1Size: v.getUint32(off + L.SN.l1Size),
