@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # npm test: makes sure the reference tools are present (qemu-img and qemu-io
-# from qemu-utils, Debian's chromium for the browser tests), builds, then runs
-# the whole suite and ends with one "N passed, N failed" line.
+# from qemu-utils, Debian's chromium for the browser tests), builds and
+# type-checks (the engine without the DOM library), then runs the whole suite
+# and ends with one "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,8 @@ if ((${#missing[@]})); then
 fi
 
 node scripts/build.mjs
+npx tsc -p engine/tsconfig.json
+npx tsc -p tsconfig.json
 
 mkdir -p test/.out
 status=0
