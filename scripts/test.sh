@@ -23,6 +23,7 @@ fi
 node scripts/build.mjs
 npx tsc -p engine/tsconfig.json
 npx tsc -p tsconfig.json
+npx tsc -p web/tsconfig.json
 
 mkdir -p test/.out
 status=0
