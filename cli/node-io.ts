@@ -3,7 +3,9 @@
  * resolves referenced files relative to the image as qemu-img does, and a sink
  * that writes a temporary file and renames it into place only when complete.
  */
+import * as fs from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BackingFileMissingError, ReadError, type ReferenceKind } from '../engine/errors.ts';
@@ -27,24 +29,30 @@ export function strerror(e: unknown): string {
   return (code && STRERROR[code]) ?? (e as Error).message;
 }
 
+const fsOpen = promisify(fs.open);
+const fsRead = promisify(fs.read);
+const fsFstat = promisify(fs.fstat);
+
+/**
+ * A file read by positioned reads on a plain descriptor. Descriptors live as
+ * long as the process (a CLI run), which closes them on exit.
+ */
 export class NodeFileSource implements ByteSource {
   private constructor(
     readonly name: string,
     readonly size: number,
-    private readonly fh: FileHandle,
+    private readonly fd: number,
   ) {}
 
   /** Opens read-only: inputs are never modified. */
   static async open(path: string): Promise<NodeFileSource> {
-    const fh = await open(path, 'r');
-    try {
-      const st = await fh.stat();
-      if (st.isDirectory()) throw Object.assign(new Error('Is a directory'), { code: 'EISDIR' });
-      return new NodeFileSource(path, st.size, fh);
-    } catch (e) {
-      await fh.close();
-      throw e;
+    const fd = await fsOpen(path, 'r');
+    const st = await fsFstat(fd);
+    if (st.isDirectory()) {
+      fs.closeSync(fd);
+      throw Object.assign(new Error('Is a directory'), { code: 'EISDIR' });
     }
+    return new NodeFileSource(path, st.size, fd);
   }
 
   async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
@@ -54,7 +62,7 @@ export class NodeFileSource implements ByteSource {
     while (done < inFile) {
       let n: number;
       try {
-        ({ bytesRead: n } = await this.fh.read(out, done, inFile - done, offset + done));
+        ({ bytesRead: n } = await fsRead(this.fd, out, done, inFile - done, offset + done));
       } catch (e) {
         throw new ReadError(this.name, offset + done, inFile - done, strerror(e));
       }

@@ -42,9 +42,10 @@ BUILD="$OUT.building.$$"
 rm -rf "$BUILD"
 mkdir -p "$BUILD"
 BUILD=$(cd "$BUILD" && pwd)
-trap 'rm -rf "$BUILD"' EXIT
-SCRATCH="$BUILD/.scratch"
-mkdir -p "$SCRATCH"
+# Payload files live outside OUTDIR, in a path without spaces: qemu-io
+# commands name them (write -s FILE) and are split at whitespace.
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/vdisk-fixtures.XXXXXX")
+trap 'rm -rf "$BUILD" "$SCRATCH"' EXIT
 
 die() { echo "make-fixtures: $*" >&2; exit 1; }
 
@@ -298,16 +299,22 @@ qio qcow2 qcow2/zero-v3.qcow2 \
 densify qcow2/zero-v3.qcow2
 add zero-v3 qcow2/zero-v3.qcow2
 
-# v2 has no zero flag: zero writes allocate clusters full of zeros.
-img_create qcow2 qcow2/zero-v2.qcow2 4M -o compat=0.10
+# v2 has no zero flag.  Without a backing file qemu turns zero writes into
+# discards (see v2-basic); with one, zero writes allocate clusters full of
+# zeros (and qemu leaves a discard there without effect).
+img_create qcow2 qcow2/zero-v2-base.qcow2 4M -o compat=0.10
+qio qcow2 qcow2/zero-v2-base.qcow2 "write -P 0xc8 0 1M" "write -P 0xc9 2M 512k"
+densify qcow2/zero-v2-base.qcow2
+( cd qcow2 && img_create qcow2 zero-v2.qcow2 4M -o compat=0.10 -b zero-v2-base.qcow2 -F qcow2 )
 qio qcow2 qcow2/zero-v2.qcow2 \
-  "write -P 0xc0 0 512k" \
+  "write -P 0xc0 0 256k" \
   "write -z 0 64k" \
-  "write -z -u 128k 64k" \
+  "discard 128k 64k" \
   "write -z 1M 128k" \
-  "write -P 0xc2 2M 256k" \
-  "discard 2M 64k" \
-  "write -z 3M 4k"
+  "write -z 2M 64k" \
+  "write -z -u 2M+128k 64k" \
+  "write -z 2M+300k 4k" \
+  "write -P 0x00 3M 64k"
 densify qcow2/zero-v2.qcow2
 add zero-v2 qcow2/zero-v2.qcow2
 
@@ -405,13 +412,15 @@ done
   img_create qcow2 df.qcow2 4M -o data_file=df.data &&
   std_cmds 4 && qio qcow2 df.qcow2 "${STD[@]}" )
 densify datafile/df.qcow2
-add data-file datafile/df.qcow2
+add data-file datafile/df.qcow2 '"skip": ["map-from-root"]' \
+  '"note": "qemu-img 7.2 looks for the data file relative to the current directory; vdisk, like a backing file, relative to the image"'
 
 ( cd datafile &&
   img_create qcow2 df-raw.qcow2 4M -o data_file=df-raw.data,data_file_raw=on &&
   std_cmds 4 && qio qcow2 df-raw.qcow2 "${STD[@]}" )
 densify datafile/df-raw.qcow2
-add data-file-raw datafile/df-raw.qcow2
+add data-file-raw datafile/df-raw.qcow2 '"skip": ["map-from-root"]' \
+  '"note": "qemu-img 7.2 looks for the data file relative to the current directory; vdisk, like a backing file, relative to the image"'
 
 # ---------------------------------------------------------------------------
 # lazy refcounts, dirty and corrupt bits
@@ -426,7 +435,7 @@ cp --sparse=never qcow2/lazy-refcounts.qcow2 qcow2/dirty.qcow2
 poke qcow2/dirty.qcow2 79 01
 add dirty-bit qcow2/dirty.qcow2
 
-cp --sparse=never qcow2/v3-basic.qcow2 qcow2/corrupt.qcow2
+cp --sparse=never qcow2/refcount-16.qcow2 qcow2/corrupt.qcow2
 [[ $(peek qcow2/corrupt.qcow2 72 8) == 0000000000000000 ]] || die "unexpected incompatible features"
 poke qcow2/corrupt.qcow2 79 02
 add corrupt-bit qcow2/corrupt.qcow2
@@ -446,6 +455,12 @@ for compat in 1.1 0.10; do
 done
 add snapshots-v3 snapshots/snap-v3.qcow2 '"snapshots": ["snap1", "snap2"]'
 add snapshots-v2 snapshots/snap-v2.qcow2 '"snapshots": ["snap1", "snap2"]'
+
+# A snapshot taken last: the table ends the file, without the padding of its last entry.
+img_create qcow2 snapshots/snap-last.qcow2 4M -o cluster_size=16k
+qio qcow2 snapshots/snap-last.qcow2 "write -P 0x67 0 128k"
+"$QEMU_IMG" snapshot -c last-one snapshots/snap-last.qcow2
+add snapshot-table-at-eof snapshots/snap-last.qcow2 '"snapshots": ["last-one"]'
 
 # ---------------------------------------------------------------------------
 # backing chains
@@ -568,7 +583,8 @@ add l1-size-huge errors/l1-size-huge.qcow2 '"error": "l1-too-large"'
 # reads past the end as zeros, so this one opens as an all-unallocated disk.
 cp --sparse=never "$SCRATCH/victim.qcow2" errors/l1-past-eof.qcow2
 poke errors/l1-past-eof.qcow2 40 0000001000000000
-add l1-past-eof errors/l1-past-eof.qcow2 '"error": "l1-past-eof"'
+add l1-past-eof errors/l1-past-eof.qcow2 '"error": "l1-past-eof"' '"stricter": true' \
+  '"note": "vdisk refuses a table past the end of the file instead of reading zeros"'
 
 # L1 table offset near 2^63: the read itself is out of range.
 cp --sparse=never "$SCRATCH/victim.qcow2" errors/l1-offset-huge.qcow2
@@ -582,12 +598,12 @@ add l1-unaligned errors/l1-unaligned.qcow2 '"error": "l1-offset-unaligned"'
 
 # Truncated to 1 KiB: header intact, all tables past the end of the file.
 dd if="$SCRATCH/victim.qcow2" of=errors/truncated.qcow2 bs=1024 count=1 status=none
-add truncated errors/truncated.qcow2 '"error": "truncated"'
+add truncated errors/truncated.qcow2 '"error": "truncated"' '"stricter": true' \
+  '"note": "vdisk refuses a table past the end of the file instead of reading zeros"'
 
 # ---------------------------------------------------------------------------
 # manifest and swap into place
 
-rm -rf "$SCRATCH"
 {
   echo "["
   for ((i = 0; i < ${#MANIFEST[@]}; i++)); do
@@ -598,5 +614,6 @@ rm -rf "$SCRATCH"
 
 rm -rf "$OUT"
 mv "$BUILD" "$OUT"
+rm -rf "$SCRATCH"
 trap - EXIT
 echo "make-fixtures: ${#MANIFEST[@]} fixtures in $OUT ($(du -sh "$OUT" | cut -f1) on disk)"

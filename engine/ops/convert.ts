@@ -30,26 +30,32 @@ export async function convertToRaw(image: Image, sink: ByteSink, opts: ConvertOp
   const k = kernels();
   const buf = k.alloc(CHUNK);
   const sparse = opts.sparseSize ?? 4096;
+  // The buffer holds guest bytes [bufStart, bufStart + bufLen), gathered from consecutive data mappings.
+  let bufStart = 0;
+  let bufLen = 0;
+  const flush = async () => {
+    if (bufLen > 0) await writeNonZero(sink, buf.subarray(0, bufLen), bufStart, sparse, k.isZero);
+    bufLen = 0;
+  };
   try {
     for (let pos = 0; pos < image.size; ) {
       throwIfAborted(opts.signal, sink.name);
-      const end = Math.min(image.size, pos + CHUNK);
-      // Fill the chunk mapping by mapping; remember whether anything but zeros came in.
-      let sawData = false;
-      for (let at = pos; at < end; ) {
-        const r = await resolve(image, at, end - at);
-        const dest = buf.subarray(at - pos, at - pos + r.mapping.length);
-        if (r.mapping.kind === 'zero') dest.fill(0);
-        else {
-          await reader.fill(r, dest);
-          sawData = true;
-        }
-        at += r.mapping.length;
+      const r = await resolve(image, pos, image.size - pos);
+      if (r.mapping.kind === 'zero') {
+        // Zeros are never read, filled or written: the file is sparse there.
+        await flush();
+        pos += r.mapping.length;
+      } else {
+        if (bufLen === 0) bufStart = pos;
+        const take = Math.min(r.mapping.length, CHUNK - bufLen);
+        await reader.fill({ ...r, mapping: { ...r.mapping, length: take } }, buf.subarray(bufLen, bufLen + take));
+        bufLen += take;
+        pos += take;
+        if (bufLen === CHUNK) await flush();
       }
-      if (sawData) await writeNonZero(sink, buf.subarray(0, end - pos), pos, sparse, k.isZero);
-      pos = end;
       opts.onProgress?.({ done: pos, total: image.size });
     }
+    await flush();
     await sink.commit(image.size);
   } catch (e) {
     await sink.abort();
