@@ -28,6 +28,7 @@ if [[ $# -ne 1 || -z "$1" ]]; then
   exit 2
 fi
 
+PARTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fixtures
 QEMU_IMG=${QEMU_IMG:-qemu-img}
 QEMU_IO=${QEMU_IO:-qemu-io}
 export LC_ALL=C
@@ -600,6 +601,17 @@ add l1-unaligned errors/l1-unaligned.qcow2 '"error": "l1-offset-unaligned"'
 dd if="$SCRATCH/victim.qcow2" of=errors/truncated.qcow2 bs=1024 count=1 status=none
 add truncated errors/truncated.qcow2 '"error": "truncated"' '"stricter": true' \
   '"note": "vdisk refuses a table past the end of the file instead of reading zeros"'
+
+# ---------------------------------------------------------------------------
+# the other formats: one part per format in scripts/fixtures/, sourced here so
+# they share the helpers above; each makes its own folder and calls `add`.
+
+for part in "$PARTS"/*.sh; do
+  [[ -e $part ]] || continue
+  # shellcheck source=/dev/null
+  source "$part"
+  cd "$BUILD"
+done
 
 # ---------------------------------------------------------------------------
 # manifest and swap into place

@@ -1,13 +1,15 @@
-// The conformance fixtures: built by scripts/make-fixtures.sh into
-// test/.fixtures, rebuilt whenever the script changes.
+// The conformance fixtures: built by scripts/make-fixtures.sh (and the
+// per-format parts it sources from scripts/fixtures/) into test/.fixtures, or
+// into $VDISK_FIXTURES, rebuilt whenever any of those scripts changes.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { ROOT } from './run.ts';
 
 export const FIXTURE_SCRIPT = join(ROOT, 'scripts', 'make-fixtures.sh');
-export const FIXTURES_DIR = join(ROOT, 'test', '.fixtures');
+export const FIXTURES_DIR = process.env.VDISK_FIXTURES ? resolve(process.env.VDISK_FIXTURES) : join(ROOT, 'test', '.fixtures');
+const FIXTURE_PARTS = join(ROOT, 'scripts', 'fixtures');
 export const MANIFEST = join(FIXTURES_DIR, 'manifest.json');
 const STAMP = join(FIXTURES_DIR, '.script-sha256');
 
@@ -35,7 +37,10 @@ export interface Fixture {
 }
 
 function scriptHash(): string {
-  return createHash('sha256').update(readFileSync(FIXTURE_SCRIPT)).digest('hex');
+  const hash = createHash('sha256').update(readFileSync(FIXTURE_SCRIPT));
+  const parts = existsSync(FIXTURE_PARTS) ? readdirSync(FIXTURE_PARTS).filter((f) => f.endsWith('.sh')).sort() : [];
+  for (const part of parts) hash.update(part).update(readFileSync(join(FIXTURE_PARTS, part)));
+  return hash.digest('hex');
 }
 
 /** True when test/.fixtures is missing or was made by another version of the script. */
