@@ -57,7 +57,7 @@ function gbps(bytes: number, fn: () => void): number {
 }
 
 async function kernels(): Promise<void> {
-  const k = await loadWasmKernels(readFileSync('build/wasm/zero-simd.wasm'), readFileSync('build/wasm/zero-scalar.wasm'));
+  const k = await loadWasmKernels(readFileSync('build/wasm/kernels-simd.wasm'), readFileSync('build/wasm/kernels-scalar.wasm'));
   const size = 16 * MiB;
   const buf = k.alloc(size);
   buf.fill(0);

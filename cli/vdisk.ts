@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import { EngineApi } from '../engine/api.ts';
 import { OpenError, SnapshotNotFoundError, VDiskError } from '../engine/errors.ts';
+import { CompareStepError } from '../engine/ops/compare.ts';
 import { toQemuJson } from '../engine/format/qemu-json.ts';
 import { humanInfo } from '../engine/ops/info.ts';
 import { mapHuman, mapJson } from '../engine/format/map-text.ts';
@@ -24,6 +25,7 @@ Command syntax:
   info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename
   map [-f fmt] [--output=ofmt] [--start-offset=OFFSET] [--max-length=LEN] [-U] filename
   convert [-f fmt] -O raw [-S sparse_size] [-l snapshot_param | -s snapshot_id_or_name] [-p] [-q] filename output_filename
+  compare [-f fmt] [-F fmt] [-p] [-q] [-s] [--all] [--output=ofmt] filename1 filename2
 
 Command parameters:
   'fmt' is the disk image format; it is guessed automatically in most cases
@@ -145,7 +147,45 @@ async function convert(argv: string[]): Promise<void> {
   if (progress) process.stdout.write(`    (100.00/100%)\n`);
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { info, map, convert };
+/** qemu-img compare's exit codes: 0 identical, 1 different, 2 open error, 3 allocation error, 4 read error. */
+async function compare(argv: string[]): Promise<void> {
+  const p = parseArgs(argv, {
+    short: 'hf:F:pqsU',
+    long: { help: { arg: false, key: 'h' }, output: { arg: true, key: 'output' }, all: { arg: false, key: 'all' }, 'force-share': { arg: false, key: 'U' } },
+  });
+  if (has(p, 'h')) return void process.stdout.write(HELP);
+  const output = outputFormat(p);
+  if (p.args.length !== 2) throw new ExitError('Expecting two image file names');
+  const [a, b] = p.args as [string, string];
+  const quiet = has(p, 'q');
+  const progress = has(p, 'p') && !quiet && output === 'human';
+  let report;
+  try {
+    report = await engine.compare({ name: a, format: last(p, 'f') }, { name: b, format: last(p, 'F') }, {
+      strict: has(p, 's'),
+      all: has(p, 'all'),
+      onProgress: progress ? ({ done, total }) => process.stdout.write(`    (${((done / total) * 100).toFixed(2)}/100%)\r`) : undefined,
+    });
+  } catch (e) {
+    if (e instanceof OpenError) throw new ExitError(describe(e), 2);
+    if (e instanceof CompareStepError) throw new ExitError(e.message, e.step === 'allocation' ? 3 : 4);
+    throw e;
+  }
+  if (progress) process.stdout.write('    (100.00/100%)\n');
+  if (output === 'json') {
+    process.stdout.write(JSON.stringify({ identical: report.identical, 'size-a': report.sizeA, 'size-b': report.sizeB, messages: report.messages, ranges: report.ranges.map((r) => ({ start: r.start, length: r.length, 'hash-a': r.hashA ?? null, 'hash-b': r.hashB ?? null })) }, null, 4) + '\n');
+  } else if (!quiet) {
+    if (has(p, 'all') && !report.identical) {
+      for (const m of report.messages.filter((m) => m.startsWith('Warning') || m.startsWith('Strict'))) process.stdout.write(m + '\n');
+      for (const r of report.ranges) process.stdout.write(`Content mismatch at offset ${r.start}, ${r.length} bytes (${r.hashA ?? '-'} != ${r.hashB ?? '-'})\n`);
+    } else {
+      for (const m of report.messages) process.stdout.write(m + '\n');
+    }
+  }
+  if (!report.identical) process.exitCode = 1;
+}
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = { info, map, convert, compare };
 
 /** One line per error, worded as qemu-img words it. */
 function describe(e: unknown): string {
@@ -162,7 +202,7 @@ function describe(e: unknown): string {
 async function loadKernels(): Promise<void> {
   try {
     const dir = new URL('../wasm/', import.meta.url);
-    const [simd, scalar] = await Promise.all([readFile(new URL('zero-simd.wasm', dir)), readFile(new URL('zero-scalar.wasm', dir))]);
+    const [simd, scalar] = await Promise.all([readFile(new URL('kernels-simd.wasm', dir)), readFile(new URL('kernels-scalar.wasm', dir))]);
     await loadWasmKernels(simd, scalar);
   } catch {
     // Without the built kernels the TypeScript twins give the same answers, slower.
@@ -187,7 +227,7 @@ async function main(argv: string[]): Promise<number> {
   await loadKernels();
   try {
     await run(rest);
-    return 0;
+    return Number(process.exitCode ?? 0);
   } catch (e) {
     process.stderr.write(`vdisk: ${describe(e)}\n`);
     return e instanceof ExitError ? e.code : 1;

@@ -14,6 +14,7 @@ import { openImage, openLayer, type Image } from './image.ts';
 import { layerInfo, type ImageInfo } from './ops/info.ts';
 import { mapImage, type MapEntry } from './ops/map.ts';
 import { convertToRaw, type Progress } from './ops/convert.ts';
+import { compareImages, type CompareOptions, type CompareReport } from './ops/compare.ts';
 
 /** Where images come from: the files a user named, and the gate for files they refer to. */
 export interface Workspace {
@@ -92,6 +93,13 @@ export class EngineApi {
     const snapshot = typeof req.snapshot === 'string' ? await this.snapshotByIdOrName(req) : req.snapshot;
     const image = await this.openChain(req.name, req.format, snapshot);
     await convertToRaw(image, sink, req);
+  }
+
+  /** qemu-img compare of two images (each with its backing chain). */
+  async compare(a: ImageRef, b: ImageRef, opts: CompareOptions = {}): Promise<CompareReport> {
+    const imageA = await this.openChain(a.name, a.format);
+    const imageB = await this.openChain(b.name, b.format);
+    return compareImages({ image: imageA, name: a.name }, { image: imageB, name: b.name }, opts);
   }
 
   /** qemu's bdrv_snapshot_load_tmp_by_id_or_name: try the string as an id, then as a name. */

@@ -11,15 +11,14 @@ const want = (s) => (steps.length === 0 && s !== 'bench') || steps.includes(s);
 const bin = (name) => `node_modules/.bin/${name}`;
 const run = (cmd, args) => execFileSync(cmd, args, { stdio: 'inherit' });
 
-const KERNELS = ['zero'];
+// Every asm/*.ts is an entry: one module exports all kernels, built twice.
+const KERNELS = readdirSync('asm').filter((f) => f.endsWith('.ts')).map((f) => `asm/${f}`);
 
 if (want('asm')) {
   mkdirSync('build/wasm', { recursive: true });
-  for (const k of KERNELS) {
-    const base = ['--runtime', 'stub', '-O3', '--noAssert', '--importMemory', '--initialMemory', '1'];
-    run(bin('asc'), [`asm/${k}.ts`, '-o', `build/wasm/${k}-simd.wasm`, ...base, '--enable', 'simd']);
-    run(bin('asc'), [`asm/${k}.ts`, '-o', `build/wasm/${k}-scalar.wasm`, ...base, '--disable', 'simd']);
-  }
+  const base = ['--runtime', 'stub', '-O3', '--noAssert', '--importMemory', '--initialMemory', '1'];
+  run(bin('asc'), [...KERNELS, '-o', 'build/wasm/kernels-simd.wasm', ...base, '--enable', 'simd']);
+  run(bin('asc'), [...KERNELS, '-o', 'build/wasm/kernels-scalar.wasm', ...base, '--disable', 'simd']);
 }
 
 if (want('web')) run(bin('vite'), ['build', '--logLevel', 'warn']);

@@ -6,8 +6,8 @@
  */
 import { expose } from 'comlink';
 // Kept as files of their own (not inlined as data: URLs) so a strict connect-src still lets the worker fetch them.
-import simdUrl from '../build/wasm/zero-simd.wasm?url&no-inline';
-import scalarUrl from '../build/wasm/zero-scalar.wasm?url&no-inline';
+import simdUrl from '../build/wasm/kernels-simd.wasm?url&no-inline';
+import scalarUrl from '../build/wasm/kernels-scalar.wasm?url&no-inline';
 import { EngineApi } from '../engine/api.ts';
 import { BackingChainError, BackingFileMissingError, OpenError, VDiskError } from '../engine/errors.ts';
 import { normalizePath } from '../engine/io/opener.ts';

@@ -6,6 +6,7 @@
  * Until `loadWasmKernels` succeeds, the TypeScript twins run.
  */
 import { isZeroTs } from './zero.ts';
+import { firstDifferenceTs } from './compare.ts';
 
 export interface Kernels {
   readonly name: string;
@@ -14,6 +15,8 @@ export interface Kernels {
   /** Returns a buffer from `alloc` for reuse. */
   free(buf: Uint8Array): void;
   isZero(buf: Uint8Array): boolean;
+  /** Offset of the first differing byte of two equally long buffers, or -1. */
+  firstDifference(a: Uint8Array, b: Uint8Array): number;
 }
 
 const tsKernels: Kernels = {
@@ -21,6 +24,7 @@ const tsKernels: Kernels = {
   alloc: (bytes) => new Uint8Array(bytes),
   free: () => {},
   isZero: isZeroTs,
+  firstDifference: firstDifferenceTs,
 };
 
 let active: Kernels = tsKernels;
@@ -33,8 +37,9 @@ export function kernels(): Kernels {
 const ARENA_BYTES = 32 * 1024 * 1024;
 const PAGE = 64 * 1024;
 
-interface ZeroExports {
+interface KernelExports {
   isZero(ptr: number, len: number): number;
+  firstDifference(a: number, b: number, len: number): number;
 }
 
 /**
@@ -45,7 +50,7 @@ export async function loadWasmKernels(simd: BufferSource, scalar: BufferSource):
   const memory = new WebAssembly.Memory({ initial: ARENA_BYTES / PAGE, maximum: ARENA_BYTES / PAGE });
   const useSimd = WebAssembly.validate(simd);
   const { instance } = await WebAssembly.instantiate(useSimd ? simd : scalar, { env: { memory } });
-  const exp = instance.exports as unknown as ZeroExports;
+  const exp = instance.exports as unknown as KernelExports;
   const heap = new Uint8Array(memory.buffer);
   // A first-fit free list over the arena; buffers are few and large.
   const freeList: { start: number; end: number }[] = [{ start: 0, end: ARENA_BYTES }];
@@ -74,6 +79,10 @@ export async function loadWasmKernels(simd: BufferSource, scalar: BufferSource):
     isZero(buf) {
       if (buf.buffer !== memory.buffer) return isZeroTs(buf);
       return exp.isZero(buf.byteOffset, buf.length) === 1;
+    },
+    firstDifference(a, b) {
+      if (a.buffer !== memory.buffer || b.buffer !== memory.buffer) return firstDifferenceTs(a, b);
+      return exp.firstDifference(a.byteOffset, b.byteOffset, Math.min(a.length, b.length));
     },
   };
   return active;

@@ -1,12 +1,14 @@
 // Unit and property tests of engine pieces that need no image: the bounded
-// cache, the zero kernel against its TypeScript twin, the bounded inflate,
-// and argument parsing.
+// cache, the WebAssembly kernels against their TypeScript twins, xxHash32,
+// the bounded inflate, and argument parsing.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { deflateRawSync } from 'node:zlib';
 import { LruCache } from '../../engine/cache.ts';
 import { isZeroTs } from '../../engine/kernels/zero.ts';
+import { firstDifferenceTs } from '../../engine/kernels/compare.ts';
+import { Xxh32 } from '../../engine/kernels/xxh32.ts';
 import { loadWasmKernels } from '../../engine/kernels/index.ts';
 import { CodecError, inflateRawInto } from '../../engine/codecs/deflate.ts';
 import { parseArgs, parseSize, UsageError } from '../../cli/args.ts';
@@ -37,8 +39,8 @@ describe('LruCache', () => {
 });
 
 describe('zero kernel', () => {
-  const simd = readFileSync('build/wasm/zero-simd.wasm');
-  const scalar = readFileSync('build/wasm/zero-scalar.wasm');
+  const simd = readFileSync('build/wasm/kernels-simd.wasm');
+  const scalar = readFileSync('build/wasm/kernels-scalar.wasm');
 
   it('the WebAssembly build agrees with the TypeScript twin', async () => {
     const k = await loadWasmKernels(simd, scalar);
@@ -110,5 +112,58 @@ describe('command-line parsing', () => {
     expect(parseSize('1T')).toBe(2 ** 40);
     expect(parseSize('512')).toBe(512);
     expect(() => parseSize('ten')).toThrow(UsageError);
+  });
+});
+
+describe('first-difference kernel', () => {
+  it('the WebAssembly build agrees with the TypeScript twin', async () => {
+    const k = await loadWasmKernels(readFileSync('build/wasm/kernels-simd.wasm'), readFileSync('build/wasm/kernels-scalar.wasm'));
+    const a = k.alloc(1 << 16);
+    const b = k.alloc(1 << 16);
+    fc.assert(
+      fc.property(fc.nat(1 << 16), fc.nat(1 << 16), fc.nat(1 << 16), fc.boolean(), (start, len, at, differ) => {
+        const n = Math.min(len, a.length - Math.min(start, a.length));
+        const x = a.subarray(start % a.length, (start % a.length) + n);
+        const y = b.subarray(start % b.length, (start % b.length) + n);
+        x.fill(7);
+        y.fill(7);
+        if (differ && n > 0) y[at % n] = 9;
+        const expected = differ && n > 0 ? at % n : -1;
+        expect(firstDifferenceTs(x, y)).toBe(expected);
+        expect(k.firstDifference(x, y)).toBe(expected);
+      }),
+      { numRuns: 300 },
+    );
+    k.free(a);
+    k.free(b);
+  });
+});
+
+describe('xxHash32', () => {
+  const hash = (bytes: Uint8Array) => new Xxh32().update(bytes).digest();
+
+  it('gives the published values', () => {
+    const text = (s: string) => new TextEncoder().encode(s);
+    expect(hash(text(''))).toBe(0x02cc5d05);
+    expect(hash(text('a'))).toBe(0x550d7456);
+    expect(hash(text('abc'))).toBe(0x32d153ff);
+    expect(hash(text('Nobody inspects the spammish repetition'))).toBe(0xe2293b2f);
+  });
+
+  it('is the same however the input is split', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.array(fc.nat(300), { maxLength: 6 }), (data, cuts) => {
+        const h = new Xxh32();
+        let from = 0;
+        for (const c of [...cuts].sort((x, y) => x - y)) {
+          const to = Math.min(c, data.length);
+          if (to < from) continue;
+          h.update(data.subarray(from, to));
+          from = to;
+        }
+        h.update(data.subarray(from));
+        expect(h.digest()).toBe(hash(data));
+      }),
+    );
   });
 });
