@@ -8,6 +8,7 @@ import { unlinkSync } from 'node:fs';
 import { EngineApi } from '../engine/api.ts';
 import { OpenError, SnapshotNotFoundError, VDiskError } from '../engine/errors.ts';
 import { CompareStepError } from '../engine/ops/compare.ts';
+import { CheckNotSupportedError, checkExitCode, checkHuman, checkJson } from '../engine/ops/check.ts';
 import { toQemuJson } from '../engine/format/qemu-json.ts';
 import { humanInfo } from '../engine/ops/info.ts';
 import { mapHuman, mapJson } from '../engine/format/map-text.ts';
@@ -26,6 +27,7 @@ Command syntax:
   map [-f fmt] [--output=ofmt] [--start-offset=OFFSET] [--max-length=LEN] [-U] filename
   convert [-f fmt] -O raw [-S sparse_size] [-l snapshot_param | -s snapshot_id_or_name] [-p] [-q] filename output_filename
   compare [-f fmt] [-F fmt] [-p] [-q] [-s] [--all] [--output=ofmt] filename1 filename2
+  check [-f fmt] [--output=ofmt] [-q] filename
 
 Command parameters:
   'fmt' is the disk image format; it is guessed automatically in most cases
@@ -185,7 +187,27 @@ async function compare(argv: string[]): Promise<void> {
   if (!report.identical) process.exitCode = 1;
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { info, map, convert, compare };
+/** Read-only: repairs (-r) are refused rather than written into the input. */
+async function check(argv: string[]): Promise<void> {
+  const p = parseArgs(argv, { short: 'hf:r:T:qU', long: { ...common, repair: { arg: true, key: 'r' } } });
+  if (has(p, 'h')) return void process.stdout.write(HELP);
+  const output = outputFormat(p);
+  if (has(p, 'r')) throw new ExitError('check -r is not supported: vdisk never modifies its input');
+  let report;
+  try {
+    report = await engine.check({ name: oneFile(p), format: last(p, 'f') });
+  } catch (e) {
+    if (e instanceof CheckNotSupportedError) throw new ExitError(e.message, 63);
+    throw e;
+  }
+  for (const m of report.result.messages) process.stderr.write(m + '\n');
+  if (output === 'json') process.stdout.write(toQemuJson(checkJson(report)) + '\n');
+  else if (!has(p, 'q')) process.stdout.write(checkHuman(report));
+  if (report.result.checkErrors) process.stderr.write('vdisk: Check failed\n');
+  process.exitCode = checkExitCode(report);
+}
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = { info, map, convert, compare, check };
 
 /** One line per error, worded as qemu-img words it. */
 function describe(e: unknown): string {

@@ -15,6 +15,7 @@ import { layerInfo, type ImageInfo } from './ops/info.ts';
 import { mapImage, type MapEntry } from './ops/map.ts';
 import { convertToRaw, type Progress } from './ops/convert.ts';
 import { compareImages, type CompareOptions, type CompareReport } from './ops/compare.ts';
+import { checkLayer, type CheckReport } from './ops/check.ts';
 
 /** Where images come from: the files a user named, and the gate for files they refer to. */
 export interface Workspace {
@@ -93,6 +94,12 @@ export class EngineApi {
     const snapshot = typeof req.snapshot === 'string' ? await this.snapshotByIdOrName(req) : req.snapshot;
     const image = await this.openChain(req.name, req.format, snapshot);
     await convertToRaw(image, sink, req);
+  }
+
+  /** qemu-img check of the named image (read-only). */
+  async check(ref: ImageRef & { signal?: AbortSignal }): Promise<CheckReport> {
+    const image = await this.openChain(ref.name, ref.format);
+    return checkLayer(image.layers[0]!, ref.signal);
   }
 
   /** qemu-img compare of two images (each with its backing chain). */

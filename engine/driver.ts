@@ -96,10 +96,28 @@ export type InfoValue = string | number | boolean | InfoValue[] | { [key: string
 /** The facts about one layer that `info` reports beyond its size and name. */
 export interface LayerFacts {
   clusterSize?: number;
-  dirty: boolean;
+  /** Left out where qemu has no get_info for the format (Parallels): info then prints no dirty-flag. */
+  dirty?: boolean;
   encrypted?: boolean;
   /** qemu's `format-specific` object: `{ type, data }`. */
   formatSpecific?: { type: string; data: { [key: string]: InfoValue } };
+}
+
+/**
+ * What a consistency check found, in the units qemu-img check reports.
+ * Counts qemu leaves out when zero may be left undefined.
+ */
+export interface CheckResult {
+  checkErrors: number;
+  corruptions: number;
+  leaks: number;
+  imageEndOffset?: number;
+  totalClusters?: number;
+  allocatedClusters?: number;
+  fragmentedClusters?: number;
+  compressedClusters?: number;
+  /** The lines qemu-img prints on stderr while it checks ("ERROR cluster 5 refcount=1 reference=2" …), in order. */
+  messages: string[];
 }
 
 /** One opened layer of an image: one file (plus the files it owns, like a data file). */
@@ -121,6 +139,8 @@ export interface Layer {
   snapshots(): SnapshotInfo[];
   /** A read-only view of the layer as it was at an internal snapshot. */
   atSnapshot(sel: SnapshotSelector): Promise<Layer>;
+  /** Checks the layer's metadata without modifying it; formats qemu cannot check leave this out. */
+  check?(signal?: AbortSignal): Promise<CheckResult>;
 }
 
 export interface OpenContext {
