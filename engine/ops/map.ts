@@ -71,5 +71,6 @@ export async function* mapImage(image: Image, opts: MapOptions = {}): AsyncGener
     if (cur) yield cur;
     cur = next;
   }
-  if (cur) yield cur;
+  // qemu-img prints its empty starting entry when there is nothing to map.
+  yield cur ?? { start, length: 0, depth: 0, present: false, zero: false, data: false, compressed: false };
 }
