@@ -8,8 +8,9 @@ import type { ByteSource } from '../io/source.ts';
 import type { FormatDriver } from '../driver.ts';
 import { qcow2Driver } from './qcow2/driver.ts';
 import { rawDriver } from './raw/driver.ts';
+import { vpcDriver } from './vpc/driver.ts';
 
-export const drivers: readonly FormatDriver[] = [qcow2Driver, rawDriver];
+export const drivers: readonly FormatDriver[] = [qcow2Driver, vpcDriver, rawDriver];
 
 /** How many leading bytes probing looks at (qemu reads 2 KiB). */
 const PROBE_BYTES = 2048;
