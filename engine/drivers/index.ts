@@ -9,8 +9,9 @@ import type { FormatDriver } from '../driver.ts';
 import { qcow2Driver } from './qcow2/driver.ts';
 import { rawDriver } from './raw/driver.ts';
 import { vpcDriver } from './vpc/driver.ts';
+import { vhdxDriver } from './vhdx/driver.ts';
 
-export const drivers: readonly FormatDriver[] = [qcow2Driver, vpcDriver, rawDriver];
+export const drivers: readonly FormatDriver[] = [qcow2Driver, vpcDriver, vhdxDriver, rawDriver];
 
 /** How many leading bytes probing looks at (qemu reads 2 KiB). */
 const PROBE_BYTES = 2048;
