@@ -10,8 +10,10 @@ import { qcow2Driver } from './qcow2/driver.ts';
 import { rawDriver } from './raw/driver.ts';
 import { vpcDriver } from './vpc/driver.ts';
 import { vhdxDriver } from './vhdx/driver.ts';
+import { vdiDriver } from './vdi/driver.ts';
+import { parallelsDriver } from './parallels/driver.ts';
 
-export const drivers: readonly FormatDriver[] = [qcow2Driver, vpcDriver, vhdxDriver, rawDriver];
+export const drivers: readonly FormatDriver[] = [qcow2Driver, vpcDriver, vdiDriver, parallelsDriver, vhdxDriver, rawDriver];
 
 /** How many leading bytes probing looks at (qemu reads 2 KiB). */
 const PROBE_BYTES = 2048;

@@ -15,7 +15,7 @@ export interface ImageInfo {
   filename: string;
   format: string;
   'actual-size': number;
-  'dirty-flag': boolean;
+  'dirty-flag'?: boolean;
   'cluster-size'?: number;
   encrypted?: boolean;
   'backing-filename'?: string;
