@@ -6,18 +6,25 @@ import { qdictOrder, type QValue } from './qemu-json.ts';
 
 const SUFFIXES = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
 
-/** C's `%0.3g`. */
+/** C's `%0.3g`: three significant digits, ties to even, exponent form outside 1e-4 … 1e3. */
 function g3(x: number): string {
   if (x === 0) return '0';
-  const exp = Math.floor(Math.log10(Math.abs(x)));
-  if (exp < -4 || exp >= 3) {
-    const [m, e] = x.toExponential(2).split('e') as [string, string];
-    const mant = m.includes('.') ? m.replace(/\.?0+$/, '') : m;
-    const n = Number(e);
-    return `${mant}e${n < 0 ? '-' : '+'}${String(Math.abs(n)).padStart(2, '0')}`;
+  let exp = Math.floor(Math.log10(Math.abs(x)));
+  const scale = 10 ** (2 - exp);
+  const y = x * scale;
+  // printf rounds an exact tie to even where JavaScript rounds it up (768.5 → "768").
+  const tie = y - Math.floor(y) === 0.5 && y / scale === x;
+  let digits = tie ? Math.floor(y) + (Math.floor(y) % 2) : Math.round(y);
+  if (digits >= 1000) {
+    digits /= 10;
+    exp += 1;
   }
-  const s = x.toPrecision(3);
-  return s.includes('.') ? s.replace(/\.?0+$/, '') : s;
+  const strip = (t: string) => (t.includes('.') ? t.replace(/\.?0+$/, '') : t);
+  if (exp < -4 || exp >= 3) {
+    const mant = strip((digits / 100).toFixed(2));
+    return `${mant}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  }
+  return strip((digits / 10 ** (2 - exp)).toFixed(Math.max(0, 2 - exp)));
 }
 
 /**

@@ -96,6 +96,16 @@ describe('convert -O raw', () => {
   });
 });
 
+describe('human sizes', () => {
+  // Sizes whose three significant digits end in an exact tie, where printf rounds to even.
+  it.each([786944, 787456, 1023 * 1024, 1000 * 1024, 999 * 1024 + 512, 1536, 0])('%d bytes print as qemu-img prints them', (size) => {
+    ok('create', qemuImg(['create', '-q', '-f', 'raw', `size-${size}.raw`, String(size)], { cwd: dir }));
+    const line = (out: string) => out.split('\n').find((l) => l.startsWith('virtual size:'));
+    const v = vdisk(['info', `size-${size}.raw`], { cwd: dir });
+    expect(line(v.stdout)).toBe(line(qemuImg(['info', `size-${size}.raw`], { cwd: dir }).stdout));
+  });
+});
+
 describe('bad input', () => {
   it('treats a file no driver recognises as raw, as qemu-img does', () => {
     const fd = openSync(join(dir, 'noise.bin'), 'w');
