@@ -118,6 +118,12 @@ export interface CheckResult {
   compressedClusters?: number;
   /** The lines qemu-img prints on stderr while it checks ("ERROR cluster 5 refcount=1 reference=2" …), in order. */
   messages: string[];
+  /**
+   * Set when the check stopped before the end, as qemu's does on an error
+   * code: qemu-img then prints no summary, only "Check failed: " and this
+   * reason (its strerror text, e.g. "File too large").
+   */
+  failure?: string;
 }
 
 /** One opened layer of an image: one file (plus the files it owns, like a data file). */
@@ -141,6 +147,13 @@ export interface Layer {
   atSnapshot(sel: SnapshotSelector): Promise<Layer>;
   /** Checks the layer's metadata without modifying it; formats qemu cannot check leave this out. */
   check?(signal?: AbortSignal): Promise<CheckResult>;
+  /**
+   * Asked before guest bytes are read from below this layer; throws when the
+   * layer refuses to be read over `lower` (qemu's vmdk refuses a parent whose
+   * CID changed after the child was made). Mapping alone does not ask, as
+   * qemu's block status does not.
+   */
+  checkBacking?(lower: Layer): void;
 }
 
 export interface OpenContext {

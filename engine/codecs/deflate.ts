@@ -5,7 +5,7 @@
  * before filling the unit is an error; one that goes on past it is cut at the
  * bound, as qemu accepts it (the stored length is only known to the sector).
  */
-import { inflateSync } from 'fflate';
+import { inflateSync, unzlibSync } from 'fflate';
 
 export class CodecError extends Error {}
 
@@ -18,5 +18,25 @@ export function inflateRawInto(input: Uint8Array, out: Uint8Array): void {
   }
   if (produced.length < out.length || produced.buffer !== out.buffer) {
     throw new CodecError(`deflate stream decodes to ${produced.length} bytes, expected ${out.length}`);
+  }
+}
+
+/**
+ * zlib (RFC 1950) decoding into `out`, with the bounds of `inflateRawInto`: the
+ * 2-byte header is checked, the Adler-32 trailer is not (fflate skips it), and
+ * a stream with no deflate data at all is refused rather than read as zeros.
+ * VMDK stream-optimized grains are zlib streams.
+ */
+export function inflateZlibInto(input: Uint8Array, out: Uint8Array): void {
+  // Header (2) + trailer (4): anything no longer holds no deflate block.
+  if (input.length <= 6) throw new CodecError(`zlib stream of ${input.length} bytes is too short`);
+  let produced: Uint8Array;
+  try {
+    produced = unzlibSync(input, { out });
+  } catch (e) {
+    throw new CodecError(`corrupt zlib stream: ${(e as Error).message}`);
+  }
+  if (produced.length < out.length || produced.buffer !== out.buffer) {
+    throw new CodecError(`zlib stream decodes to ${produced.length} bytes, expected ${out.length}`);
   }
 }

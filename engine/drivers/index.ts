@@ -14,8 +14,9 @@ import { vdiDriver } from './vdi/driver.ts';
 import { parallelsDriver } from './parallels/driver.ts';
 import { qedDriver } from './qed/driver.ts';
 import { qcowDriver } from './qcow/driver.ts';
+import { vmdkDriver } from './vmdk/driver.ts';
 
-export const drivers: readonly FormatDriver[] = [qcow2Driver, qcowDriver, qedDriver, vpcDriver, vdiDriver, parallelsDriver, vhdxDriver, rawDriver];
+export const drivers: readonly FormatDriver[] = [qcow2Driver, qcowDriver, qedDriver, vpcDriver, vdiDriver, parallelsDriver, vmdkDriver, vhdxDriver, rawDriver];
 
 /** How many leading bytes probing looks at (qemu reads 2 KiB). */
 const PROBE_BYTES = 2048;

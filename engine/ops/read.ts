@@ -32,6 +32,8 @@ export class ImageReader {
   /** Fills `dest` (exactly the resolved range) with the bytes `r` describes. */
   async fill(r: Resolved, dest: Uint8Array): Promise<void> {
     const m = r.mapping;
+    const layers = this.image.layers;
+    for (let d = 0; d < r.depth; d++) layers[d]!.checkBacking?.(layers[d + 1]!);
     if (m.kind === 'zero') dest.fill(0);
     else if (m.kind === 'data') await m.source.read(m.hostOffset, dest.length, dest);
     else {
@@ -42,7 +44,8 @@ export class ImageReader {
   }
 
   private decodedUnit(depth: number, layer: Layer, unit: CompressedUnit): Promise<Uint8Array> {
-    return this.decoded.getOrLoad(`${depth}:${unit.hostOffset}`, async () => {
+    // Keyed by file too: a layer's compressed units may live in several files (VMDK extents).
+    return this.decoded.getOrLoad(`${depth}:${unit.source.name}:${unit.hostOffset}`, async () => {
       const out = new Uint8Array(unit.size);
       await layer.decode(unit, out);
       return out;
