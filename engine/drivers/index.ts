@@ -6,15 +6,15 @@
 import { InvalidRequestError } from '../errors.ts';
 import type { ByteSource } from '../io/source.ts';
 import type { FormatDriver } from '../driver.ts';
-import { qcow2Driver } from './qcow2/driver.ts';
-import { rawDriver } from './raw/driver.ts';
-import { vpcDriver } from './vpc/driver.ts';
-import { vhdxDriver } from './vhdx/driver.ts';
-import { vdiDriver } from './vdi/driver.ts';
 import { parallelsDriver } from './parallels/driver.ts';
-import { qedDriver } from './qed/driver.ts';
 import { qcowDriver } from './qcow/driver.ts';
+import { qcow2Driver } from './qcow2/driver.ts';
+import { qedDriver } from './qed/driver.ts';
+import { rawDriver } from './raw/driver.ts';
+import { vdiDriver } from './vdi/driver.ts';
+import { vhdxDriver } from './vhdx/driver.ts';
 import { vmdkDriver } from './vmdk/driver.ts';
+import { vpcDriver } from './vpc/driver.ts';
 
 export const drivers: readonly FormatDriver[] = [qcow2Driver, qcowDriver, qedDriver, vpcDriver, vdiDriver, parallelsDriver, vmdkDriver, vhdxDriver, rawDriver];
 
