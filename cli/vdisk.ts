@@ -35,7 +35,7 @@ Command parameters:
   'snapshot_param' is snapshot.id=ID,snapshot.name=NAME, or just a snapshot id or name
   'sparse_size' is the block size below which all-zero data is not written (default 4k, 0 writes everything)
 
-Supported formats: raw qcow2
+Supported formats: parallels qcow qcow2 qed raw vdi vhdx vmdk vpc
 `;
 
 class ExitError extends Error {
@@ -201,6 +201,11 @@ async function check(argv: string[]): Promise<void> {
     throw e;
   }
   for (const m of report.result.messages) process.stderr.write(m + '\n');
+  if (report.result.failure !== undefined) {
+    process.stderr.write(`vdisk: Check failed: ${report.result.failure}\n`);
+    process.exitCode = 1;
+    return;
+  }
   if (output === 'json') process.stdout.write(toQemuJson(checkJson(report)) + '\n');
   else if (!has(p, 'q')) process.stdout.write(checkHuman(report));
   if (report.result.checkErrors) process.stderr.write('vdisk: Check failed\n');
