@@ -3,7 +3,7 @@
 // dist/cli/vdisk.mjs with the kernels beside it in dist/wasm/.
 // Usage: node scripts/build.mjs [asm|web|cli|bench]...   (default: asm, web, cli)
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, chmodSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, chmodSync } from 'node:fs';
 import { build as esbuild } from 'esbuild';
 
 const steps = process.argv.slice(2);
@@ -11,14 +11,23 @@ const want = (s) => (steps.length === 0 && s !== 'bench') || steps.includes(s);
 const bin = (name) => `node_modules/.bin/${name}`;
 const run = (cmd, args) => execFileSync(cmd, args, { stdio: 'inherit' });
 
-// Every asm/*.ts is an entry: one module exports all kernels, built twice.
+// asm/*.ts together make one module (the kernels sharing the engine's I/O
+// arena); each asm/<name>/index.ts is a module of its own with its own memory.
+// Every module is built twice: with SIMD and without.
 const KERNELS = readdirSync('asm').filter((f) => f.endsWith('.ts')).map((f) => `asm/${f}`);
+const OWN_MODULES = readdirSync('asm', { withFileTypes: true })
+  .filter((d) => d.isDirectory() && existsSync(`asm/${d.name}/index.ts`))
+  .map((d) => d.name);
 
 if (want('asm')) {
   mkdirSync('build/wasm', { recursive: true });
-  const base = ['--runtime', 'stub', '-O3', '--noAssert', '--importMemory', '--initialMemory', '1'];
-  run(bin('asc'), [...KERNELS, '-o', 'build/wasm/kernels-simd.wasm', ...base, '--enable', 'simd']);
-  run(bin('asc'), [...KERNELS, '-o', 'build/wasm/kernels-scalar.wasm', ...base, '--disable', 'simd']);
+  const base = ['--runtime', 'stub', '-O3', '--noAssert'];
+  const both = (entries, name, extra) => {
+    run(bin('asc'), [...entries, '-o', `build/wasm/${name}-simd.wasm`, ...base, ...extra, '--enable', 'simd']);
+    run(bin('asc'), [...entries, '-o', `build/wasm/${name}-scalar.wasm`, ...base, ...extra, '--disable', 'simd']);
+  };
+  both(KERNELS, 'kernels', ['--importMemory', '--initialMemory', '1']);
+  for (const m of OWN_MODULES) both([`asm/${m}/index.ts`], m, []);
 }
 
 if (want('web')) run(bin('vite'), ['build', '--logLevel', 'warn']);

@@ -36,6 +36,8 @@ export function kernels(): Kernels {
 /** The arena: enough for a few I/O buffers of the largest size the engine uses. */
 const ARENA_BYTES = 32 * 1024 * 1024;
 const PAGE = 64 * 1024;
+/** The first page is left to the kernels' own static data (lookup tables); the arena starts above it. */
+const STATIC_BYTES = PAGE;
 
 interface KernelExports {
   isZero(ptr: number, len: number): number;
@@ -47,13 +49,14 @@ interface KernelExports {
  * one, and makes it the active kernel set.
  */
 export async function loadWasmKernels(simd: BufferSource, scalar: BufferSource): Promise<Kernels> {
-  const memory = new WebAssembly.Memory({ initial: ARENA_BYTES / PAGE, maximum: ARENA_BYTES / PAGE });
+  const pages = (STATIC_BYTES + ARENA_BYTES) / PAGE;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   const useSimd = WebAssembly.validate(simd);
   const { instance } = await WebAssembly.instantiate(useSimd ? simd : scalar, { env: { memory } });
   const exp = instance.exports as unknown as KernelExports;
   const heap = new Uint8Array(memory.buffer);
   // A first-fit free list over the arena; buffers are few and large.
-  const freeList: { start: number; end: number }[] = [{ start: 0, end: ARENA_BYTES }];
+  const freeList: { start: number; end: number }[] = [{ start: STATIC_BYTES, end: STATIC_BYTES + ARENA_BYTES }];
   active = {
     name: useSimd ? 'wasm-simd' : 'wasm-scalar',
     alloc(bytes) {

@@ -1,0 +1,57 @@
+/**
+ * What every benchmark section shares: timing, medians, the vdisk-versus-
+ * qemu-img alternation, the result rows and how they print.
+ */
+import { spawnSync } from 'node:child_process';
+
+export const MiB = 2 ** 20;
+/** Image size for the command benchmarks, in GiB (VDISK_BENCH_GIB, default 4). */
+export const GIB = Number(process.env.VDISK_BENCH_GIB ?? 4);
+/** Runs per measurement (VDISK_BENCH_RUNS, default 5); medians are reported. */
+export const RUNS = Number(process.env.VDISK_BENCH_RUNS ?? 5);
+const VDISK = 'dist/cli/vdisk.mjs';
+
+export const results: Record<string, unknown>[] = [];
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Wall time of one command, in seconds; a failing command stops the benchmark. */
+export function time(cmd: string, args: string[]): number {
+  const t = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+/** Alternates vdisk and qemu-img RUNS times and prints `op  vdisk_s  qemu_s  ratio` (medians). */
+export function versusQemu(op: string, vdiskArgs: string[], qemuArgs: string[], after?: () => void): void {
+  const v: number[] = [];
+  const q: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    v.push(time(process.execPath, [VDISK, ...vdiskArgs]));
+    after?.();
+    q.push(time('qemu-img', qemuArgs));
+    after?.();
+  }
+  const row = { op, vdisk_s: median(v), qemu_s: median(q), ratio: median(v) / median(q) };
+  results.push(row);
+  console.log(`${op.padEnd(40)} ${row.vdisk_s.toFixed(3).padStart(8)} ${row.qemu_s.toFixed(3).padStart(8)} ${row.ratio.toFixed(2).padStart(7)}`);
+}
+
+/** Throughput of `fn` over `bytes`, best of several passes. */
+export function rate(bytes: number, fn: () => void, passes = 7): number {
+  let best = Infinity;
+  for (let i = 0; i < passes; i++) {
+    const t = process.hrtime.bigint();
+    fn();
+    best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e9);
+  }
+  return bytes / best;
+}
+
+/** Prints and records a throughput row. */
+export function throughput(op: string, bytesPerSecond: number, unit: 'GB/s' | 'MB/s' = 'GB/s'): void {
+  const value = bytesPerSecond / (unit === 'GB/s' ? 1e9 : 1e6);
+  results.push({ op, [unit === 'GB/s' ? 'gb_per_s' : 'mb_per_s']: value });
+  console.log(`${op.padEnd(40)} ${value.toFixed(2).padStart(8)} ${unit}`);
+}
