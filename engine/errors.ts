@@ -98,6 +98,13 @@ export class ReadError extends VDiskError {
 /** The caller asked for something the image does not have (a snapshot, an option). */
 export class InvalidRequestError extends VDiskError {}
 
+/** A conversion option (`-o name=value`, `-O format`) is unknown or has a value the format cannot use. */
+export class OptionError extends VDiskError {
+  constructor(message: string) {
+    super('', message);
+  }
+}
+
 /** No internal snapshot matches the id and/or name asked for. */
 export class SnapshotNotFoundError extends InvalidRequestError {
   constructor(file: string) {

@@ -1,0 +1,19 @@
+/** The writer registry: formats `convert -O` can produce, and those `measure` can size. */
+import { OptionError } from '../errors.ts';
+import type { FormatMeasurer, FormatWriter } from '../writer.ts';
+import { rawMeasurer, rawWriter } from './raw/writer.ts';
+
+export const writers: readonly FormatWriter[] = [rawWriter];
+export const measurers: readonly FormatMeasurer[] = [rawMeasurer];
+
+export function writerByName(name: string): FormatWriter {
+  const w = writers.find((x) => x.name === name);
+  if (!w) throw new OptionError(`Writing the '${name}' format is not supported`);
+  return w;
+}
+
+export function measurerByName(name: string): FormatMeasurer {
+  const m = measurers.find((x) => x.name === name);
+  if (!m) throw new OptionError(`Block driver '${name}' does not support size measurement`);
+  return m;
+}
