@@ -16,6 +16,8 @@ import { loadWasmKernels } from '../engine/kernels/index.ts';
 import type { SnapshotSelector } from '../engine/driver.ts';
 import { has, last, parseArgs, parseSize, UsageError, type OptionSpec, type Parsed } from './args.ts';
 import { NodeFileSink, nodeWorkspace, pendingTemps } from './node-io.ts';
+import { compressPool } from './compress-pool.ts';
+import { dirname, join } from 'node:path';
 
 const VERSION = '0.1.0';
 
@@ -25,7 +27,8 @@ usage: vdisk [standard options] command [command options]
 Command syntax:
   info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename
   map [-f fmt] [--output=ofmt] [--start-offset=OFFSET] [--max-length=LEN] [-U] filename
-  convert [-f fmt] -O raw [-S sparse_size] [-l snapshot_param | -s snapshot_id_or_name] [-p] [-q] filename output_filename
+  convert [-f fmt] [-O output_fmt] [-o options] [-c] [-S sparse_size] [-B backing_file [-F backing_fmt]] [-l snapshot_param | -s snapshot_id_or_name] [-p] [-q] filename output_filename
+  measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [-f fmt] [-l snapshot_param] filename]
   compare [-f fmt] [-F fmt] [-p] [-q] [-s] [--all] [--output=ofmt] filename1 filename2
   check [-f fmt] [--output=ofmt] [-q] filename
 
@@ -114,17 +117,43 @@ function snapshotParam(text: string): SnapshotSelector | string {
   return sel;
 }
 
+/** qemu-img's `-o a=1,b=2` (a doubled comma stands for a comma in a value). */
+function parseOptions(texts: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const text of texts) {
+    for (const part of text.replace(/,,/g, '\0').split(',')) {
+      if (part === '') continue;
+      const eq = part.indexOf('=');
+      const key = (eq < 0 ? part : part.slice(0, eq)).replace(/\0/g, ',');
+      out.set(key, eq < 0 ? 'on' : part.slice(eq + 1).replace(/\0/g, ','));
+    }
+  }
+  return out;
+}
+
+const all = (p: Parsed, key: string) => p.opts.filter(([k, v]) => k === key && v !== true).map(([, v]) => v as string);
+
 async function convert(argv: string[]): Promise<void> {
-  const p = parseArgs(argv, { short: 'hf:O:o:l:s:S:cpqnU', long: { help: { arg: false, key: 'h' }, 'force-share': { arg: false, key: 'U' } } });
+  const p = parseArgs(argv, {
+    short: 'hf:O:o:l:s:S:B:F:cpqnWUm:t:T:',
+    long: { help: { arg: false, key: 'h' }, 'force-share': { arg: false, key: 'U' } },
+  });
   if (has(p, 'h')) return void process.stdout.write(HELP);
-  const outFmt = last(p, 'O') ?? 'raw';
-  if (outFmt !== 'raw') throw new ExitError(`Writing the '${outFmt}' format is not supported yet`);
-  if (has(p, 'c')) throw new ExitError('Compression not supported for this file format');
+  if (has(p, 'n')) throw new ExitError('convert -n is not supported: vdisk always creates the output');
   if (p.args.length !== 2) throw new ExitError('Expecting one image file name and one output file name');
   const [src, dst] = p.args as [string, string];
+  const options = parseOptions(all(p, 'o'));
+  // -B/-F and -o backing_file/backing_fmt say the same thing.
+  const backingName = last(p, 'B') ?? options.get('backing_file');
+  const backingFmt = last(p, 'F') ?? options.get('backing_fmt');
+  options.delete('backing_file');
+  options.delete('backing_fmt');
   const snap = last(p, 'l') ?? last(p, 's');
   const sparse = last(p, 'S');
   const progress = has(p, 'p') && !has(p, 'q');
+  // Everything that can refuse the arguments runs before the output file is started.
+  const sparseSize = sparse === undefined ? undefined : parseSize(sparse);
+  const snapshot = snap === undefined ? undefined : snapshotParam(snap);
   const sink = await NodeFileSink.create(dst);
   let shown = -1;
   const show = (pct: number) => {
@@ -133,20 +162,50 @@ async function convert(argv: string[]): Promise<void> {
     process.stdout.write(`    (${pct.toFixed(2)}/100%)\r`);
   };
   show(0);
-  await engine.convertToRaw(
-    {
-      name: src,
-      format: last(p, 'f'),
-      snapshot: snap === undefined ? undefined : snapshotParam(snap),
-      sparseSize: sparse === undefined ? undefined : parseSize(sparse),
-      onProgress: ({ done, total }) => show(Math.floor((done / total) * 10000) / 100),
-    },
-    sink,
-  ).catch(async (e: unknown) => {
-    await sink.abort();
-    throw e;
-  });
+  const compressor = compressPool();
+  try {
+    await engine.convert(
+      {
+        name: src,
+        format: last(p, 'f'),
+        outFormat: last(p, 'O') ?? 'raw',
+        options,
+        compress: has(p, 'c'),
+        backing: backingName === undefined ? undefined : { name: backingName, format: backingFmt },
+        snapshot,
+        sparseSize,
+        onProgress: ({ done, total }) => show(Math.floor((done / total) * 10000) / 100),
+      },
+      { name: dst, sink, openSink: (name) => NodeFileSink.create(join(dirname(dst), name)), compressor },
+    );
+  } finally {
+    compressor.close();
+  }
   if (progress) process.stdout.write(`    (100.00/100%)\n`);
+}
+
+async function measure(argv: string[]): Promise<void> {
+  const p = parseArgs(argv, {
+    short: 'hf:O:o:l:U',
+    long: { ...common, size: { arg: true, key: 'size' }, 'force-share': { arg: false, key: 'U' } },
+  });
+  if (has(p, 'h')) return void process.stdout.write(HELP);
+  const output = outputFormat(p);
+  const size = last(p, 'size');
+  if ((size === undefined) === (p.args.length !== 1) || p.args.length > 1) throw new ExitError('Either --size N or one filename must be specified.');
+  const snap = last(p, 'l');
+  const m = await engine.measure({
+    outFormat: last(p, 'O') ?? 'raw',
+    options: parseOptions(all(p, 'o')),
+    size: size === undefined ? undefined : parseSize(size),
+    source: p.args.length === 1 ? { name: p.args[0]!, format: last(p, 'f'), snapshot: snap === undefined ? undefined : snapshotParam(snap) } : undefined,
+  });
+  if (output === 'json') {
+    process.stdout.write(toQemuJson({ required: m.required, 'fully-allocated': m.fullyAllocated, bitmaps: m.bitmaps }) + '\n');
+  } else {
+    process.stdout.write(`required size: ${m.required}\nfully allocated size: ${m.fullyAllocated}\n`);
+    if (m.bitmaps !== undefined) process.stdout.write(`bitmaps size: ${m.bitmaps}\n`);
+  }
 }
 
 /** qemu-img compare's exit codes: 0 identical, 1 different, 2 open error, 3 allocation error, 4 read error. */
@@ -212,7 +271,7 @@ async function check(argv: string[]): Promise<void> {
   process.exitCode = checkExitCode(report);
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { info, map, convert, compare, check };
+const commands: Record<string, (argv: string[]) => Promise<void>> = { info, map, convert, compare, check, measure };
 
 /** One line per error, worded as qemu-img words it. */
 function describe(e: unknown): string {
@@ -220,7 +279,7 @@ function describe(e: unknown): string {
     if (e.inner instanceof SnapshotNotFoundError) return `Failed to load snapshot: ${e.inner.message}`;
     return `Could not open '${e.file}': ${e.message}`;
   }
-  if (e instanceof VDiskError) return `${e.file}: ${e.message}`;
+  if (e instanceof VDiskError) return e.file ? `${e.file}: ${e.message}` : e.message;
   if (e instanceof UsageError) return `${e.message}\nTry 'vdisk --help' for more information`;
   if (e instanceof ExitError) return e.message;
   return `internal error: ${(e as Error)?.stack ?? String(e)}`;

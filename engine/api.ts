@@ -13,7 +13,12 @@ import type { Layer, SnapshotInfo, SnapshotSelector } from './driver.ts';
 import { openImage, openLayer, type Image } from './image.ts';
 import { layerInfo, type ImageInfo } from './ops/info.ts';
 import { mapImage, type MapEntry } from './ops/map.ts';
-import { convertToRaw, type Progress } from './ops/convert.ts';
+import { convertImage, type Progress } from './ops/convert.ts';
+import { dataRanges } from './ops/measure.ts';
+import { measurerByName, writerByName } from './drivers/writers.ts';
+import type { Compressor } from './codecs/compress.ts';
+import type { CreateOptions, Measurement, SinkOpener } from './writer.ts';
+import { nameOnly } from './io/source.ts';
 import { compareImages, type CompareOptions, type CompareReport } from './ops/compare.ts';
 import { checkLayer, type CheckReport } from './ops/check.ts';
 
@@ -43,9 +48,32 @@ export interface ImageRef {
 export interface ConvertRequest extends ImageRef {
   /** `snapshot.id` / `snapshot.name`, or a bare string matched as id, then as name (qemu's -s / -l NAME). */
   snapshot?: SnapshotSelector | string;
+  /** The output format (qemu's -O) and its `-o` options. */
+  outFormat: string;
+  options?: ReadonlyMap<string, string>;
+  /** -c */
+  compress?: boolean;
+  /** -B / -F: the output's backing file, named as the output will store it (relative to the output). */
+  backing?: { name: string; format?: string };
   sparseSize?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+}
+
+/** Where a conversion writes: the output file, and further files named relative to it. */
+export interface ConvertTarget {
+  name: string;
+  sink: ByteSink;
+  openSink: SinkOpener;
+  compressor?: Compressor;
+}
+
+export interface MeasureRequest {
+  /** The image to measure, or none with `size` (qemu's --size). */
+  source?: ImageRef & { snapshot?: SnapshotSelector | string };
+  size?: number;
+  outFormat: string;
+  options?: ReadonlyMap<string, string>;
 }
 
 export class EngineApi {
@@ -90,10 +118,41 @@ export class EngineApi {
     return out;
   }
 
-  async convertToRaw(req: ConvertRequest, sink: ByteSink): Promise<void> {
-    const snapshot = typeof req.snapshot === 'string' ? await this.snapshotByIdOrName(req) : req.snapshot;
-    const image = await this.openChain(req.name, req.format, snapshot);
-    await convertToRaw(image, sink, req);
+  /** qemu-img convert: any source the engine reads into any format it writes. */
+  async convert(req: ConvertRequest, target: ConvertTarget): Promise<void> {
+    let backing: Image | undefined;
+    try {
+      const writer = writerByName(req.outFormat);
+      const snapshot = typeof req.snapshot === 'string' ? await this.snapshotByIdOrName(req) : req.snapshot;
+      const image = await this.openChain(req.name, req.format, snapshot);
+      if (req.backing) {
+        // The backing file is found as the new image will find it: relative to the output.
+        const name = req.backing.name;
+        const src = await guard(name, () => this.ws.opener.open(name, nameOnly(target.name), 'backing file'));
+        backing = await guard(name, () => openImage(src, { opener: this.ws.opener, format: req.backing!.format }));
+      }
+      const create: CreateOptions = {
+        size: image.size,
+        options: req.options ?? new Map(),
+        compress: req.compress ?? false,
+        backing: req.backing && { name: req.backing.name, format: req.backing.format ?? backing?.layers[0]!.format },
+      };
+      const out = await writer.create(target.sink, create, target.openSink);
+      await convertImage(image, out, { ...req, backing, compressor: target.compressor });
+    } catch (e) {
+      await target.sink.abort();
+      throw e;
+    }
+  }
+
+  /** qemu-img measure: the size a conversion's output needs. */
+  async measure(req: MeasureRequest): Promise<Measurement> {
+    const measurer = measurerByName(req.outFormat);
+    const src = req.source;
+    if (!src) return measurer.measure({ size: req.size ?? 0, options: req.options ?? new Map(), compress: false }, dataRanges(undefined));
+    const snapshot = typeof src.snapshot === 'string' ? await this.snapshotByIdOrName(src) : src.snapshot;
+    const image = await this.openChain(src.name, src.format, snapshot);
+    return measurer.measure({ size: req.size ?? image.size, options: req.options ?? new Map(), compress: false }, dataRanges(image));
   }
 
   /** qemu-img check of the named image (read-only). */
@@ -110,7 +169,7 @@ export class EngineApi {
   }
 
   /** qemu's bdrv_snapshot_load_tmp_by_id_or_name: try the string as an id, then as a name. */
-  private async snapshotByIdOrName(req: ConvertRequest): Promise<SnapshotSelector> {
+  private async snapshotByIdOrName(req: ImageRef & { snapshot?: SnapshotSelector | string }): Promise<SnapshotSelector> {
     const s = req.snapshot as string;
     const layer = await guard(req.name, async () => openLayer(await this.ws.open(req.name), this.ws.opener, req.format));
     return layer.snapshots().some((x) => x.id === s) ? { id: s } : { name: s };

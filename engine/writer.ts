@@ -9,8 +9,12 @@
 import type { ByteSink } from './io/sink.ts';
 import { OptionError } from './errors.ts';
 
-/** The codecs a writer may ask the pipeline to compress units with. */
-export type Codec = 'deflate-raw' | 'zlib';
+/**
+ * The codecs a writer may ask the pipeline to compress units with.
+ * `deflate-raw-4k`: raw deflate whose matches reach back at most 4 KiB, because
+ * qemu inflates qcow2 clusters with a 4 KiB window. `zlib`: RFC 1950 (VMDK grains).
+ */
+export type Codec = 'deflate-raw-4k' | 'zlib';
 
 /** What a writer is asked to produce. */
 export interface CreateOptions {

@@ -73,3 +73,8 @@ export class MemorySource implements ByteSource {
     return out;
   }
 }
+
+/** A name with no bytes: where a file is referred to relative to an output that does not exist yet. */
+export function nameOnly(name: string): ByteSource {
+  return new MemorySource(name, new Uint8Array(0));
+}

@@ -57,7 +57,7 @@ export function checkHuman(r: CheckReport): string {
   const total = c.totalClusters ?? 0;
   const allocated = c.allocatedClusters ?? 0;
   if (total !== 0 && allocated !== 0) {
-    const pct = (n: number, of: number) => ((n * 100) / of).toFixed(2);
+    const pct = (n: number, of: number) => fixed2((n * 100) / of);
     out.push(
       `${allocated}/${total} = ${pct(allocated, total)}% allocated, ${pct(c.fragmentedClusters ?? 0, allocated)}% fragmented, ` +
         `${pct(c.compressedClusters ?? 0, allocated)}% compressed clusters\n`,
@@ -67,9 +67,22 @@ export function checkHuman(r: CheckReport): string {
   return out.join('');
 }
 
+/**
+ * C's printf("%.2f"). toFixed rounds an exact tie (28.125) up where printf
+ * rounds it to even (28.12); a tie at the third decimal is only possible for
+ * multiples of 1/8, where every product below is exact.
+ */
+function fixed2(x: number): string {
+  if (Number.isInteger(x * 8) && (x * 1000) % 10 === 5) {
+    const cents = Math.floor(x * 100);
+    return ((cents % 2 === 0 ? cents : cents + 1) / 100).toFixed(2);
+  }
+  return x.toFixed(2);
+}
+
 /** qemu-img check's exit code: 2 corruptions, 3 only leaks, 1 the check itself failed, else 0. */
 export function checkExitCode(r: CheckReport): number {
-  if (r.result.checkErrors) return 1;
+  if (r.result.failure !== undefined || r.result.checkErrors) return 1;
   if (r.result.corruptions) return 2;
   if (r.result.leaks) return 3;
   return 0;
