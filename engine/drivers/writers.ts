@@ -2,8 +2,11 @@
 import { OptionError } from '../errors.ts';
 import type { FormatMeasurer, FormatWriter } from '../writer.ts';
 import { rawMeasurer, rawWriter } from './raw/writer.ts';
+import { vpcWriter } from './vpc/writer.ts';
+import { vhdxWriter } from './vhdx/writer.ts';
+import { qedWriter } from './qed/writer.ts';
 
-export const writers: readonly FormatWriter[] = [rawWriter];
+export const writers: readonly FormatWriter[] = [rawWriter, vpcWriter, vhdxWriter, qedWriter];
 export const measurers: readonly FormatMeasurer[] = [rawMeasurer];
 
 export function writerByName(name: string): FormatWriter {
