@@ -135,7 +135,7 @@ export class EngineApi {
         size: image.size,
         options: req.options ?? new Map(),
         compress: req.compress ?? false,
-        backing: req.backing && { name: req.backing.name, format: req.backing.format ?? backing?.layers[0]!.format },
+        backing: req.backing && { name: req.backing.name, format: req.backing.format ?? backing?.layers[0]!.format, facts: backing?.layers[0]!.facts() },
       };
       const out = await writer.create(target.sink, create, target.openSink);
       await convertImage(image, out, { ...req, backing, compressor: target.compressor });
@@ -157,7 +157,7 @@ export class EngineApi {
 
   /** qemu-img check of the named image (read-only). */
   async check(ref: ImageRef & { signal?: AbortSignal }): Promise<CheckReport> {
-    const image = await this.openChain(ref.name, ref.format);
+    const image = await this.openChain(ref.name, ref.format, undefined, true);
     return checkLayer(image.layers[0]!, ref.signal);
   }
 
@@ -179,9 +179,9 @@ export class EngineApi {
     return guard(name, () => this.ws.open(name));
   }
 
-  private async openChain(name: string, format?: string, snapshot?: SnapshotSelector): Promise<Image> {
+  private async openChain(name: string, format?: string, snapshot?: SnapshotSelector, forCheck = false): Promise<Image> {
     const source = await this.openNamed(name);
-    return guard(name, () => openImage(source, { opener: this.ws.opener, format, snapshot }));
+    return guard(name, () => openImage(source, { opener: this.ws.opener, format, snapshot, forCheck }));
   }
 }
 

@@ -7,6 +7,7 @@
  * open files except through the sinks they are given.
  */
 import type { ByteSink } from './io/sink.ts';
+import type { LayerFacts } from './driver.ts';
 import { OptionError } from './errors.ts';
 
 /**
@@ -24,8 +25,12 @@ export interface CreateOptions {
   options: ReadonlyMap<string, string>;
   /** `-c`: store units compressed where the format can. */
   compress: boolean;
-  /** `-B` / `-o backing_file`: recorded in the new image; units equal to it are left out by the pipeline. */
-  backing?: { name: string; format?: string };
+  /**
+   * `-B` / `-o backing_file`: recorded in the new image; units equal to it are
+   * left out by the pipeline. `facts` are the opened backing file's, for
+   * formats that record something of their parent (VMDK's parent CID).
+   */
+  backing?: { name: string; format?: string; facts?: LayerFacts };
 }
 
 export interface BlockWriter {
@@ -86,6 +91,15 @@ export interface FormatMeasurer {
   readonly name: string;
   /** `data` lists the source's data ranges in order; empty for `--size`. */
   measure(opts: CreateOptions, data: AsyncIterable<DataRange>): Promise<Measurement>;
+}
+
+/** A boolean option as qemu parses them (on/yes/true/y, off/no/false/n); undefined when not given. */
+export function boolOption(opts: CreateOptions, name: string): boolean | undefined {
+  const text = opts.options.get(name);
+  if (text === undefined) return undefined;
+  if (['on', 'yes', 'true', 'y'].includes(text)) return true;
+  if (['off', 'no', 'false', 'n'].includes(text)) return false;
+  throw new OptionError(`Parameter '${name}' expects 'on' or 'off'`);
 }
 
 /** Parses a size option value as qemu does ("64k", "2M", plain bytes). */

@@ -5,8 +5,10 @@ import { rawMeasurer, rawWriter } from './raw/writer.ts';
 import { vpcWriter } from './vpc/writer.ts';
 import { vhdxWriter } from './vhdx/writer.ts';
 import { qedWriter } from './qed/writer.ts';
+import { vmdkWriter } from './vmdk/writer.ts';
+import { vdiWriter } from './vdi/writer.ts';
 
-export const writers: readonly FormatWriter[] = [rawWriter, vpcWriter, vhdxWriter, qedWriter];
+export const writers: readonly FormatWriter[] = [rawWriter, vpcWriter, vmdkWriter, vdiWriter, vhdxWriter, qedWriter];
 export const measurers: readonly FormatMeasurer[] = [rawMeasurer];
 
 export function writerByName(name: string): FormatWriter {

@@ -10,7 +10,7 @@
  * increasing order, so a page is final once writing has moved past it.
  */
 import type { ByteSink } from '../../io/sink.ts';
-import { sizeOption, type BlockWriter, type CreateOptions, type FormatWriter } from '../../writer.ts';
+import { boolOption, sizeOption, type BlockWriter, type CreateOptions, type FormatWriter } from '../../writer.ts';
 import { OptionError } from '../../errors.ts';
 import { viewOf } from '../common.ts';
 import { payloadIndex } from './bat.ts';
@@ -36,15 +36,6 @@ const TiB = 1024 * GiB;
 
 /** Written in the file type identifier's creator field. */
 const CREATOR = 'vDisk Workbench';
-
-/** A boolean `-o` option as qemu parses it. */
-function flag(opts: CreateOptions, name: string): boolean | undefined {
-  const text = opts.options.get(name);
-  if (text === undefined) return undefined;
-  if (text === 'on' || text === 'yes' || text === 'true') return true;
-  if (text === 'off' || text === 'no' || text === 'false') return false;
-  throw new OptionError(`Parameter '${name}' expects 'on' or 'off'`);
-}
 
 /** qemu's block size for a disk when none is asked for: larger disks get larger blocks, to keep the BAT small. */
 function defaultBlockSize(size: number): number {
@@ -176,7 +167,7 @@ export const vhdxWriter: FormatWriter = {
     if (subformat !== undefined && subformat !== 'dynamic' && subformat !== 'fixed') {
       throw new OptionError(`Parameter 'subformat' does not accept value '${subformat}'`);
     }
-    const zeroState = flag(opts, 'block_state_zero') ?? true;
+    const zeroState = boolOption(opts, 'block_state_zero') ?? true;
     const size = Math.ceil(opts.size / 512) * 512;
     const logSize = logSizeOption(opts);
     const blockSize = blockSizeOption(opts, size);

@@ -25,18 +25,27 @@ export const H = {
   gdOffset: 56,
   overHead: 64,
   uncleanShutdown: 72,
+  /** singleEndLineChar, nonEndLineChar, doubleEndLineChar1 and 2: '\n', ' ', '\r', '\n'. */
+  newlineCheck: 73,
   compressAlgorithm: 77,
   /** Bytes of the header that are read. */
   length: 79,
 } as const;
 
-/**
- * "Hosted Sparse Extent Header": the flags a reader needs. (The redundant
- * grain directory, flag bit 1 and rgdOffset, matters only to writers, and
- * qemu takes compression from compressAlgorithm, not from bit 16.)
+/*
+ * "Hosted Sparse Extent Header": the flags. A reader needs only zeroed grains
+ * and markers (the redundant grain directory, bit 1 and rgdOffset, matters
+ * only to writers, and qemu takes compression from compressAlgorithm, not
+ * from bit 16); a writer sets the others as VMware's note asks.
  */
+/** The newline-detection bytes (H.newlineCheck) are valid. */
+export const FLAG_NL_DETECT = 1 << 0;
+/** A redundant grain directory (rgdOffset) is kept. */
+export const FLAG_RGD = 1 << 1;
 /** Zeroed-grain GTEs (value 1) are in use. */
 export const FLAG_ZEROED_GRAIN = 1 << 2;
+/** Grains are compressed (set with FLAG_MARKERS in stream-optimized extents). */
+export const FLAG_COMPRESSED = 1 << 16;
 /** Grains and metadata are preceded by markers ("Stream-Optimized Compressed Sparse Extents"). */
 export const FLAG_MARKERS = 1 << 17;
 
@@ -53,6 +62,8 @@ export const FOOTER_BYTES = 3 * SECTOR;
 /** "Stream-Optimized Compressed Sparse Extents": marker fields and types. */
 export const MARKER = { value: 0, size: 8, type: 12 } as const;
 export const MARKER_EOS = 0;
+export const MARKER_GT = 1;
+export const MARKER_GD = 2;
 export const MARKER_FOOTER = 3;
 /** A grain marker: lba (u64), size of the compressed data (u32), then the data. */
 export const GRAIN_MARKER_BYTES = 12;

@@ -9,7 +9,7 @@
  * whole MiB, and force_size so that no CHS rounding changes it.
  */
 import type { ByteSink } from '../../io/sink.ts';
-import type { BlockWriter, CreateOptions, FormatWriter } from '../../writer.ts';
+import { boolOption, type BlockWriter, type CreateOptions, type FormatWriter } from '../../writer.ts';
 import { OptionError } from '../../errors.ts';
 import * as L from './layout.ts';
 import {
@@ -29,15 +29,6 @@ import {
 /** Zero detection works on 4 KiB, qemu-img convert's default -S: zero runs inside a block stay holes. */
 const UNIT = 4096;
 const MiB = 1024 * 1024;
-
-/** A boolean `-o` option as qemu parses it. */
-function flag(opts: CreateOptions, name: string): boolean | undefined {
-  const text = opts.options.get(name);
-  if (text === undefined) return undefined;
-  if (text === 'on' || text === 'yes' || text === 'true') return true;
-  if (text === 'off' || text === 'no' || text === 'false') return false;
-  throw new OptionError(`Parameter '${name}' expects 'on' or 'off'`);
-}
 
 class FixedWriter implements BlockWriter {
   readonly blockSize = UNIT;
@@ -142,12 +133,12 @@ export const vpcWriter: FormatWriter = {
       throw new OptionError(`Parameter 'subformat' does not accept value '${subformat}'`);
     }
     let fixed = subformat === 'fixed';
-    let forceSize = flag(opts, 'force_size') ?? false;
+    let forceSize = boolOption(opts, 'force_size') ?? false;
     let bytes = opts.size;
-    if (flag(opts, 'azure')) {
+    if (boolOption(opts, 'azure')) {
       // Azure takes fixed disks whose virtual size is a whole number of MiB, exactly.
       if (subformat === 'dynamic') throw new OptionError("Parameter 'azure' needs subformat=fixed");
-      if (flag(opts, 'force_size') === false) throw new OptionError("Parameter 'azure' needs force_size=on");
+      if (boolOption(opts, 'force_size') === false) throw new OptionError("Parameter 'azure' needs force_size=on");
       fixed = true;
       forceSize = true;
       bytes = Math.ceil(bytes / MiB) * MiB;
