@@ -158,6 +158,12 @@ export interface Layer {
 
 export interface OpenContext {
   opener: Opener;
+  /**
+   * Opened to be checked (qemu's BDRV_O_CHECK, which qemu gives the named
+   * image only): damage that the format's check reports must not stop the
+   * open, so that `check` can report it.
+   */
+  forCheck?: boolean;
 }
 
 export interface FormatDriver {

@@ -27,15 +27,17 @@ export interface OpenOptions {
   backing?: boolean;
   /** Read the top layer as it was at this internal snapshot. */
   snapshot?: SnapshotSelector;
+  /** Open the top layer to be checked (`OpenContext.forCheck`); backing files open as usual. */
+  forCheck?: boolean;
 }
 
-export async function openLayer(source: ByteSource, opener: Opener, format?: string): Promise<Layer> {
+export async function openLayer(source: ByteSource, opener: Opener, format?: string, forCheck = false): Promise<Layer> {
   const driver = format ? driverByName(format, source.name) : await probe(source);
-  return driver.open(source, { opener });
+  return driver.open(source, { opener, forCheck });
 }
 
 export async function openImage(source: ByteSource, opts: OpenOptions): Promise<Image> {
-  let top = await openLayer(source, opts.opener, opts.format);
+  let top = await openLayer(source, opts.opener, opts.format, opts.forCheck);
   if (opts.snapshot) top = await top.atSnapshot(opts.snapshot);
   const layers: Layer[] = [top];
   if (opts.backing !== false) await openChain(layers, opts.opener);
