@@ -265,8 +265,8 @@ async function check(argv: string[]): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  if (output === 'json') process.stdout.write(toQemuJson(checkJson(report)) + '\n');
-  else if (!has(p, 'q')) process.stdout.write(checkHuman(report));
+  // -q silences the summary in either form, as qemu-img's does; the messages above still go to stderr.
+  if (!has(p, 'q')) process.stdout.write(output === 'json' ? toQemuJson(checkJson(report)) + '\n' : checkHuman(report));
   if (report.result.checkErrors) process.stderr.write('vdisk: Check failed\n');
   process.exitCode = checkExitCode(report);
 }

@@ -18,10 +18,12 @@ import type {
   SnapshotInfo,
   SnapshotSelector,
   InfoValue,
+  CheckResult,
 } from '../../driver.ts';
 import { CodecError, inflateRawInto } from '../../codecs/deflate.ts';
 import { zstdDecodeInto } from '../../codecs/zstd.ts';
 import { viewOf } from '../common.ts';
+import { checkQcow2 } from './check.ts';
 import { parseBackingName, parseHeader, parseSnapshotEntry, type Qcow2Header, type RawSnapshot } from './header.ts';
 import * as L from './layout.ts';
 
@@ -73,19 +75,25 @@ class Qcow2File {
     return new ImageFormatError(this.source.name, structure, offset, detail);
   }
 
-  /** Checks a table's place in the file before anything is allocated for it. */
-  checkTable(name: string, offset: number, bytes: number, maxBytes: number): void {
+  /** Checks a table's place in the file before anything is allocated for it; `pastEnd` allows what lies past the end. */
+  checkTable(name: string, offset: number, bytes: number, maxBytes: number, pastEnd = false): void {
     if (bytes > maxBytes) throw this.fail(name, offset, `${name} too large`);
     if (offset % this.clusterSize !== 0) throw this.fail(name, offset, `${name} offset invalid (not cluster aligned)`);
-    if (offset + bytes > this.source.size) {
+    if (pastEnd ? offset + bytes > L.MAX_REQUEST_END : offset + bytes > this.source.size) {
       throw this.fail(name, offset, `${name} of ${bytes} bytes lies past the end of the file (${this.source.size} bytes)`);
     }
   }
 
-  async readL1(name: string, offset: number, entries: number): Promise<DataView> {
+  /**
+   * Reads an L1 table. `pastEndReadsZero` is for an image opened to be
+   * checked: qemu opens it even when the table lies past the end of the file,
+   * reading zeros there, and its check reports the damage.
+   */
+  async readL1(name: string, offset: number, entries: number, pastEndReadsZero = false): Promise<DataView> {
     const bytes = entries * 8;
     if (entries === 0) return new DataView(new ArrayBuffer(0));
-    this.checkTable(name, offset, bytes, L.MAX_L1_BYTES);
+    this.checkTable(name, offset, bytes, L.MAX_L1_BYTES, pastEndReadsZero);
+    if (offset >= this.source.size) return new DataView(new ArrayBuffer(bytes));
     return viewOf(await this.source.read(offset, bytes));
   }
 
@@ -282,6 +290,12 @@ class Qcow2Layer implements Layer {
     }));
   }
 
+  /** Checks the whole file, whichever view this is: the active tables and every snapshot's. */
+  check(signal?: AbortSignal): Promise<CheckResult> {
+    const f = this.f;
+    return checkQcow2({ source: f.source, header: f.header, snapshots: f.snapshotTable, size: this.size }, signal);
+  }
+
   async atSnapshot(sel: SnapshotSelector): Promise<Layer> {
     const sn = this.f.snapshotTable.find((s) => (sel.id === undefined || s.id === sel.id) && (sel.name === undefined || s.name === sel.name));
     if (!sn) throw new SnapshotNotFoundError(this.source.name);
@@ -334,16 +348,15 @@ async function open(source: ByteSource, ctx: OpenContext): Promise<Layer> {
   const span = clusterSize * (clusterSize / entryBytes);
   if (h.l1Size * 8 > L.MAX_L1_BYTES) throw fail('qcow2 header', L.H.l1Size, 'Active L1 table too large');
   if (h.l1Size < Math.ceil(h.size / span)) throw fail('qcow2 header', L.H.l1Size, 'L1 table is too small');
-  if (h.refcountTableClusters * clusterSize > 8 * 1024 * 1024 * 1024 || h.refcountTableOffset % clusterSize !== 0) {
-    throw fail('qcow2 header', L.H.refcountTableOffset, 'Reference count table offset or size invalid');
-  }
+  if (h.refcountTableClusters * clusterSize > L.MAX_REFTABLE_BYTES) throw fail('qcow2 header', L.H.refcountTableClusters, 'Reference count table too large');
+  if (h.refcountTableOffset % clusterSize !== 0) throw fail('qcow2 header', L.H.refcountTableOffset, 'Reference count table offset invalid');
 
   let dataSource = source;
   if (h.incompatible & L.INCOMPAT_DATA_FILE) dataSource = await ctx.opener.open(h.dataFile!, source, 'data file');
 
   const snapshots = await readSnapshotTable(source, h);
   const file = new Qcow2File(source, dataSource, h, snapshots);
-  const l1 = await file.readL1('Active L1 table', h.l1TableOffset, h.l1Size);
+  const l1 = await file.readL1('Active L1 table', h.l1TableOffset, h.l1Size, ctx.forCheck);
   return new Qcow2Layer(file, l1, backingName);
 }
 

@@ -29,8 +29,17 @@ export interface Qcow2Header {
   compressionType: number;
   backingFormat?: string;
   dataFile?: string;
+  /** The bitmaps extension, when qemu would use it (the autoclear bit says the bitmaps are consistent). */
+  bitmaps?: BitmapsExtension;
   /** Names of feature bits from the feature name table, keyed "type:bit". */
   featureNames: Map<string, string>;
+}
+
+/** "Bitmaps extension": where the bitmap directory is. */
+export interface BitmapsExtension {
+  count: number;
+  directorySize: number;
+  directoryOffset: number;
 }
 
 const latin = new TextDecoder('utf-8');
@@ -103,6 +112,7 @@ export function parseHeader(bytes: Uint8Array, file: string): Qcow2Header {
   const ext = parseExtensions(bytes, h, file);
   h.backingFormat = ext.backingFormat;
   h.dataFile = ext.dataFile;
+  h.bitmaps = ext.bitmaps;
   h.featureNames = ext.featureNames;
   if ((h.incompatible & L.INCOMPAT_DATA_FILE) && h.dataFile === undefined) {
     throw fail('qcow2 header', h.headerLength, 'Missing data file name for an image with an external data file');
@@ -122,6 +132,7 @@ export function parseBackingName(bytes: Uint8Array, h: Qcow2Header, file: string
 interface Extensions {
   backingFormat?: string;
   dataFile?: string;
+  bitmaps?: BitmapsExtension;
   featureNames: Map<string, string>;
 }
 
@@ -141,6 +152,13 @@ function parseExtensions(bytes: Uint8Array, h: Qcow2Header, file: string): Exten
     const text = () => latin.decode(bytes.subarray(data, data + len)).replace(/\0.*$/s, '');
     if (type === L.EXT_BACKING_FORMAT) out.backingFormat = text();
     else if (type === L.EXT_DATA_FILE) out.dataFile = text();
+    else if (type === L.EXT_BITMAPS && len === L.BITMAPS_EXT.length && h.autoclear & L.AUTOCLEAR_BITMAPS) {
+      out.bitmaps = {
+        count: v.getUint32(data + L.BITMAPS_EXT.nbBitmaps),
+        directorySize: u64be(v, data + L.BITMAPS_EXT.directorySize),
+        directoryOffset: u64be(v, data + L.BITMAPS_EXT.directoryOffset),
+      };
+    }
     else if (type === L.EXT_FEATURE_NAMES) {
       for (let e = data; e + 48 <= data + len; e += 48) {
         const name = latin.decode(bytes.subarray(e + 2, e + 48)).replace(/\0.*$/s, '');
@@ -175,6 +193,8 @@ export interface RawSnapshot {
   icount?: number;
   /** Bytes this entry occupies in the table. */
   length: number;
+  /** The same without the padding to the next entry (qemu measures the table up to the last entry's end). */
+  usedLength: number;
 }
 
 /**
@@ -204,6 +224,7 @@ export function parseSnapshotEntry(bytes: Uint8Array, off: number, file: string,
     id: latin.decode(bytes.subarray(body + extra, body + extra + idLen)),
     name: latin.decode(bytes.subarray(body + extra + idLen, body + extra + idLen + nameLen)),
     length,
+    usedLength: used,
   };
   if (extra >= 8) sn.vmStateSize = u64be(v, body + L.SN.extraVmStateSizeLarge);
   if (extra >= 16) sn.diskSize = u64be(v, body + L.SN.extraDiskSize);

@@ -105,3 +105,30 @@ export const SN = {
   extraDiskSize: 8,
   extraIcount: 16,
 } as const;
+
+/** "Cluster mapping": reserved bits of an L1 entry (bits 1..8 and 56..62), split into words. */
+export const L1_RESERVED_HI = 0x7f000000;
+export const L1_RESERVED_LO = 0x000001ff;
+/** "Standard Cluster Descriptor": reserved bits 1..8 and 56..61. */
+export const L2_STD_RESERVED_HI = 0x3f000000;
+export const L2_STD_RESERVED_LO = 0x000001fe;
+/** "Host cluster management": a refcount table entry holds a block offset in bits 9..63; bits 0..8 are reserved. */
+export const REFT_RESERVED_LO = 0x1ff;
+/** qemu's cap on the refcount table (QCOW_MAX_REFTABLE_SIZE). */
+export const MAX_REFTABLE_BYTES = 8 * 1024 * 1024;
+/** qemu's largest request end (BDRV_MAX_LENGTH): reads reaching past it fail; short of it, past the end of the file, they read zeros. */
+export const MAX_REQUEST_END = 2 ** 63 - 2 ** 30;
+/** qemu's cap on an L1 table, in entries, for snapshots too. */
+export const MAX_L1_ENTRIES = MAX_L1_BYTES / 8;
+
+/** "Bitmaps extension" fields, from the start of the extension data. */
+export const BITMAPS_EXT = { nbBitmaps: 0, directorySize: 8, directoryOffset: 16, length: 24 } as const;
+/** "Bitmap directory" entry fields. */
+export const BITMAP_DIR = { tableOffset: 0, tableSize: 8, nameSize: 18, extraDataSize: 20, fixedLength: 24 } as const;
+/** qemu's caps on the bitmap directory (1 KiB per bitmap, 65535 bitmaps) and on one bitmap table, in entries. */
+export const MAX_BITMAP_DIRECTORY_BYTES = 1024 * 65535;
+export const MAX_BITMAP_TABLE_ENTRIES = 0x8000000;
+/** "Bitmap table": reserved bits 1..8 and 56..63 (split into words); bit 0 means all ones when there is no offset. */
+export const BITMAP_TABLE_RESERVED_HI = 0xff000000;
+export const BITMAP_TABLE_RESERVED_LO = 0x000001fe;
+export const BITMAP_TABLE_ALL_ONES = 0x1;
