@@ -14,7 +14,7 @@ export const MANIFEST = join(FIXTURES_DIR, 'manifest.json');
 const STAMP = join(FIXTURES_DIR, '.script-sha256');
 
 /** `map-from-root`: the human map run from the repository root rather than the fixture's folder. */
-export type Operation = 'info' | 'map' | 'map-from-root' | 'convert';
+export type Operation = 'info' | 'map' | 'map-from-root' | 'convert' | 'check';
 
 export interface Fixture {
   name: string;

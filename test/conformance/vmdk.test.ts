@@ -1,0 +1,4 @@
+// Conformance against qemu-img: the vmdk fixtures (see suite.ts).
+import { conformanceSuite } from './suite.ts';
+
+conformanceSuite((fx) => fx.name.startsWith('vmdk-'));
