@@ -152,7 +152,8 @@ export class EngineApi {
     if (!src) return measurer.measure({ size: req.size ?? 0, options: req.options ?? new Map(), compress: false }, dataRanges(undefined));
     const snapshot = typeof src.snapshot === 'string' ? await this.snapshotByIdOrName(src) : src.snapshot;
     const image = await this.openChain(src.name, src.format, snapshot);
-    return measurer.measure({ size: req.size ?? image.size, options: req.options ?? new Map(), compress: false }, dataRanges(image));
+    const source = { format: image.layers[0]!.format };
+    return measurer.measure({ size: req.size ?? image.size, options: req.options ?? new Map(), compress: false, source }, dataRanges(image));
   }
 
   /** qemu-img check of the named image (read-only). */

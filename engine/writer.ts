@@ -86,11 +86,16 @@ export interface Measurement {
   bitmaps?: number;
 }
 
+/** What `measure` is told beyond the target's options: the source image's format, absent with `--size`. */
+export interface MeasureOptions extends CreateOptions {
+  source?: { format: string };
+}
+
 /** Formats qemu-img can measure implement this next to their writer. */
 export interface FormatMeasurer {
   readonly name: string;
   /** `data` lists the source's data ranges in order; empty for `--size`. */
-  measure(opts: CreateOptions, data: AsyncIterable<DataRange>): Promise<Measurement>;
+  measure(opts: MeasureOptions, data: AsyncIterable<DataRange>): Promise<Measurement>;
 }
 
 /** A boolean option as qemu parses them (on/yes/true/y, off/no/false/n); undefined when not given. */

@@ -7,9 +7,11 @@ import { vhdxWriter } from './vhdx/writer.ts';
 import { qedWriter } from './qed/writer.ts';
 import { vmdkWriter } from './vmdk/writer.ts';
 import { vdiWriter } from './vdi/writer.ts';
+import { qcow2Writer } from './qcow2/writer.ts';
+import { qcow2Measurer } from './qcow2/measure.ts';
 
-export const writers: readonly FormatWriter[] = [rawWriter, vpcWriter, vmdkWriter, vdiWriter, vhdxWriter, qedWriter];
-export const measurers: readonly FormatMeasurer[] = [rawMeasurer];
+export const writers: readonly FormatWriter[] = [rawWriter, vpcWriter, vmdkWriter, vdiWriter, vhdxWriter, qedWriter, qcow2Writer];
+export const measurers: readonly FormatMeasurer[] = [rawMeasurer, qcow2Measurer];
 
 export function writerByName(name: string): FormatWriter {
   const w = writers.find((x) => x.name === name);
