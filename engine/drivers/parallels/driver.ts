@@ -8,13 +8,16 @@
  */
 import { ImageFormatError, UnsupportedFeatureError } from '../../errors.ts';
 import type { ByteSource } from '../../io/source.ts';
-import type { FormatDriver, Layer, LayerFacts, Mapping } from '../../driver.ts';
+import type { CheckResult, FormatDriver, Layer, LayerFacts, Mapping, OpenContext } from '../../driver.ts';
 import { BlockTable } from '../block-table.ts';
 import { noSnapshot, viewOf } from '../common.ts';
 import { checkExtension, parseHeader, type ParallelsHeader } from './header.ts';
+import { checkParallels } from './check.ts';
 import * as L from './layout.ts';
 
 const STRUCTURE = 'Parallels block allocation table';
+/** Entries a checked BAT may have beyond what the file holds (they read as zeros). */
+const CHECK_SLACK = 2 ** 26;
 const hex = (n: number) => '0x' + n.toString(16);
 
 class ParallelsLayer implements Layer {
@@ -72,16 +75,24 @@ class ParallelsLayer implements Layer {
   atSnapshot(): Promise<Layer> {
     return noSnapshot(this.source);
   }
+
+  /** qemu-img check's findings, on the image as qemu reads it (see `checkBat`). */
+  check(signal?: AbortSignal): Promise<CheckResult> {
+    return checkParallels(this.source, this.header, this.bat, signal);
+  }
 }
 
 /**
  * The BAT must lie inside the file, and so must every cluster it uses: qemu
  * reads what is missing as zeros, which hides a truncated or damaged image;
- * this engine refuses it, naming the entry.
+ * this engine refuses it, naming the entry. Opened for a check, the image is
+ * read as qemu reads it, so that the check finds what qemu-img's does; only a
+ * BAT longer than the file could hold by CHECK_SLACK entries is refused, as
+ * walking it would take time no file bounds.
  */
-async function checkBat(source: ByteSource, h: ParallelsHeader): Promise<BlockTable> {
+async function checkBat(source: ByteSource, h: ParallelsHeader, forCheck: boolean): Promise<BlockTable> {
   const bytes = h.batEntries * 4;
-  if (L.HEADER_BYTES + bytes > source.size) {
+  if (forCheck ? h.batEntries > source.size / 4 + CHECK_SLACK : L.HEADER_BYTES + bytes > source.size) {
     throw new ImageFormatError(
       source.name,
       STRUCTURE,
@@ -90,6 +101,7 @@ async function checkBat(source: ByteSource, h: ParallelsHeader): Promise<BlockTa
     );
   }
   const bat = new BlockTable(source, L.HEADER_BYTES, h.batEntries);
+  if (forCheck) return bat;
   const cs = h.tracks * L.SECTOR;
   let bad: { index: number; entry: number } | undefined;
   await bat.walk(0, Math.ceil(h.size / cs), (index, entry) => {
@@ -117,9 +129,9 @@ async function readExtension(source: ByteSource, h: ParallelsHeader): Promise<vo
   checkExtension(cluster, source.name, Number(h.extOffset), h.size / L.SECTOR);
 }
 
-async function open(source: ByteSource): Promise<Layer> {
+async function open(source: ByteSource, ctx: OpenContext): Promise<Layer> {
   const header = parseHeader(await source.read(0, L.HEADER_BYTES), source.name);
-  const bat = await checkBat(source, header);
+  const bat = await checkBat(source, header, ctx.forCheck ?? false);
   if (header.extOffset !== 0n) await readExtension(source, header);
   return new ParallelsLayer(source, header, bat);
 }

@@ -9,15 +9,18 @@
 import { ImageFormatError } from '../../errors.ts';
 import { LruCache } from '../../cache.ts';
 import type { ByteSource } from '../../io/source.ts';
-import type { BackingRef, FormatDriver, Layer, LayerFacts, Mapping } from '../../driver.ts';
+import type { BackingRef, CheckResult, FormatDriver, Layer, LayerFacts, Mapping, OpenContext } from '../../driver.ts';
 import { noSnapshot, u64le, viewOf } from '../common.ts';
 import { clusterFits, parseBackingName, parseHeader, tableFits, type QedHeader } from './header.ts';
+import { checkQed } from './check.ts';
 import * as L from './layout.ts';
 
 /** Table pages are read this many bytes at a time (or the whole table, when smaller). */
 const PAGE_BYTES = 64 * 1024;
 /** Budget for cached table pages per image. */
 const TABLE_CACHE_BYTES = 32 * 1024 * 1024;
+/** qemu counts a file's length in these (bdrv_getlength rounds it up). */
+const SECTOR = 512;
 
 const hex = (n: number) => '0x' + n.toString(16);
 
@@ -101,6 +104,11 @@ class QedLayer implements Layer {
     return noSnapshot(this.source);
   }
 
+  /** qemu-img check's findings, on the file as qemu reads it (see `open`). */
+  check(signal?: AbortSignal): Promise<CheckResult> {
+    return checkQed(this.source, this.h, signal);
+  }
+
   /**
    * Reads entry `index` of the table at `tableOffset` and the ones after it
    * while `same(first, entry, k)` holds for the k-th of them, taking at most
@@ -138,8 +146,10 @@ class QedLayer implements Layer {
   }
 }
 
-async function open(source: ByteSource): Promise<Layer> {
-  const h = parseHeader(await source.read(0, L.HEADER_LENGTH), source.size, source.name);
+async function open(source: ByteSource, ctx: OpenContext): Promise<Layer> {
+  // qemu sees the file's length in whole sectors; opened for a check, so does this driver.
+  const length = ctx.forCheck ? Math.ceil(source.size / SECTOR) * SECTOR : source.size;
+  const h = parseHeader(await source.read(0, L.HEADER_LENGTH), length, source.name);
   let backing: BackingRef | undefined;
   if (h.backingName) {
     const name = parseBackingName(await source.read(h.backingName.offset, h.backingName.size));

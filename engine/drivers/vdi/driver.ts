@@ -7,13 +7,16 @@
  */
 import { ImageFormatError } from '../../errors.ts';
 import type { ByteSource } from '../../io/source.ts';
-import type { FormatDriver, Layer, LayerFacts, Mapping } from '../../driver.ts';
+import type { CheckResult, FormatDriver, Layer, LayerFacts, Mapping, OpenContext } from '../../driver.ts';
 import { BlockTable } from '../block-table.ts';
 import { noSnapshot, viewOf } from '../common.ts';
 import { parseHeader, type VdiHeader } from './header.ts';
+import { checkVdi } from './check.ts';
 import * as L from './layout.ts';
 
 const STRUCTURE = 'VDI block table';
+/** Entries a checked block map may have beyond what the file holds (they read as zeros). */
+const CHECK_SLACK = 2 ** 26;
 const hex = (n: number) => '0x' + n.toString(16);
 
 const isAllocated = (entry: number) => entry < L.BLOCK_ZERO;
@@ -65,16 +68,24 @@ class VdiLayer implements Layer {
   atSnapshot(): Promise<Layer> {
     return noSnapshot(this.source);
   }
+
+  /** qemu-img check's findings, on the image as qemu reads it (see `checkTable`). */
+  check(signal?: AbortSignal): Promise<CheckResult> {
+    return checkVdi(this.table, this.header, this.source.name, signal);
+  }
 }
 
 /**
  * The block map must lie inside the file, and so must every block it uses:
  * qemu reads what is missing as zeros, which hides a truncated or damaged
- * image; this engine refuses it, naming the entry.
+ * image; this engine refuses it, naming the entry. Opened for a check, the
+ * image is read as qemu reads it, so that the check finds what qemu-img's
+ * does; only a map longer than the file could hold by CHECK_SLACK entries is
+ * refused, as walking it would take time no file bounds.
  */
-async function checkTable(source: ByteSource, h: VdiHeader, blocks: number): Promise<BlockTable> {
+async function checkTable(source: ByteSource, h: VdiHeader, forCheck: boolean): Promise<BlockTable> {
   const bytes = h.blocksInImage * 4;
-  if (h.offsetBmap + bytes > source.size) {
+  if (forCheck ? h.blocksInImage > source.size / 4 + CHECK_SLACK : h.offsetBmap + bytes > source.size) {
     throw new ImageFormatError(
       source.name,
       STRUCTURE,
@@ -83,6 +94,8 @@ async function checkTable(source: ByteSource, h: VdiHeader, blocks: number): Pro
     );
   }
   const table = new BlockTable(source, h.offsetBmap, h.blocksInImage);
+  if (forCheck) return table;
+  const blocks = Math.ceil(h.diskSize / h.blockSize);
   let bad: { index: number; entry: number } | undefined;
   await table.walk(0, blocks, (index, entry) => {
     if (isAllocated(entry) && h.offsetData + (entry + 1) * h.blockSize > source.size) bad = { index, entry };
@@ -100,10 +113,9 @@ async function checkTable(source: ByteSource, h: VdiHeader, blocks: number): Pro
   return table;
 }
 
-async function open(source: ByteSource): Promise<Layer> {
+async function open(source: ByteSource, ctx: OpenContext): Promise<Layer> {
   const header = parseHeader(await source.read(0, L.HEADER_BYTES), source.name);
-  const blocks = Math.ceil(header.diskSize / header.blockSize);
-  const table = await checkTable(source, header, blocks);
+  const table = await checkTable(source, header, ctx.forCheck ?? false);
   return new VdiLayer(source, header, table);
 }
 

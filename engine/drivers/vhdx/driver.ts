@@ -10,10 +10,10 @@
  * this driver reports the true allocation instead, so `map` differs from
  * qemu-img's on purpose.
  */
-import { ImageFormatError } from '../../errors.ts';
+import { ImageFormatError, VDiskError } from '../../errors.ts';
 import { LruCache } from '../../cache.ts';
 import type { ByteSource } from '../../io/source.ts';
-import type { FormatDriver, Layer, LayerFacts, Mapping } from '../../driver.ts';
+import type { CheckResult, FormatDriver, Layer, LayerFacts, Mapping, OpenContext } from '../../driver.ts';
 import { noSnapshot } from '../common.ts';
 import { Bat, bitmapIndex, geometry, offsetAt, payloadIndex, stateAt, type Geometry } from './bat.ts';
 import {
@@ -36,10 +36,26 @@ import {
   type VhdxHeader,
 } from './header.ts';
 import { replayLog } from './replay.ts';
+import { checkVhdx } from './check.ts';
 import * as L from './layout.ts';
 
 /** Sector bitmaps of partially present blocks kept (up to 64 KiB each). */
 const BITMAP_CACHE_BYTES = 4 * 1024 * 1024;
+
+/** Entries a checked BAT may have beyond what the file holds (they read as zeros). */
+const CHECK_SLACK = 2 ** 26;
+
+/**
+ * qemu cannot open a file whose log needs replaying read-only, as `check`
+ * opens it; its words, hint included, are kept since they say how to repair
+ * the file (vdisk never writes its input).
+ */
+class LogNeedsReplayError extends VDiskError {
+  constructor(file: string) {
+    const hint = `To replay the log, run:\nqemu-img check -r all '${file}'`;
+    super(file, `VHDX image file '${file}' opened read-only, but contains a log that needs to be replayed\n${hint}`);
+  }
+}
 
 /** What a run of guest bytes is in this file. */
 type Piece = { kind: 'data'; host: number; end: number } | { kind: 'zero' | 'backing'; end: number };
@@ -58,6 +74,8 @@ class VhdxLayer implements Layer {
     private readonly g: Geometry,
     readonly backing: { name: string; format: string } | undefined,
     private readonly logReplayed: boolean,
+    /** The regions qemu registers, in the order its check searches them. */
+    private readonly regions: Region[],
   ) {
     this.size = g.size;
   }
@@ -173,6 +191,11 @@ class VhdxLayer implements Layer {
   atSnapshot(): Promise<Layer> {
     return noSnapshot(this.source);
   }
+
+  /** qemu-img check's findings, on the image as qemu reads it (see `open`). */
+  check(signal?: AbortSignal): Promise<CheckResult> {
+    return checkVhdx({ file: this.source.name, fileSize: this.src.size, bat: this.bat, regions: this.regions }, signal);
+  }
 }
 
 async function readHeader(source: ByteSource): Promise<VhdxHeader> {
@@ -228,7 +251,7 @@ async function readItem(src: ByteSource, region: Region, items: MetadataItems, g
   return { bytes: await src.read(at, item.length), at };
 }
 
-async function open(source: ByteSource): Promise<Layer> {
+async function open(source: ByteSource, ctx: OpenContext): Promise<Layer> {
   const name = source.name;
   const ident = await source.read(0, L.FILE_SIGNATURE.length);
   if (!hasFileSignature(ident)) throw new ImageFormatError(name, 'file identifier', 0, 'Image is not in vhdx format');
@@ -236,6 +259,7 @@ async function open(source: ByteSource): Promise<Layer> {
   const header = await readHeader(source);
   const logRegion = { fileOffset: header.logOffset, length: header.logLength };
   const replayed = header.logGuid !== ZERO_GUID && header.logLength !== 0 ? await replayLog(source, header) : undefined;
+  if (replayed && ctx.forCheck) throw new LogNeedsReplayError(name);
   const src: ByteSource = replayed ?? source;
 
   const rt = await readRegionTable(src);
@@ -268,12 +292,17 @@ async function open(source: ByteSource): Promise<Layer> {
   if (batBytes > rt.bat.length) {
     throw new ImageFormatError(name, 'region table', L.REGION_TABLE_OFFSETS[0], `the BAT region (${rt.bat.length} bytes) is too small for ${g.entries} entries`);
   }
-  if (rt.bat.fileOffset + batBytes > src.size) {
+  // Opened for a check, the file reads as qemu reads it (zeros past the end),
+  // unless the BAT is so long that walking it would take time no file bounds.
+  if (ctx.forCheck ? g.entries > src.size / L.BAT_ENTRY_SIZE + CHECK_SLACK : rt.bat.fileOffset + batBytes > src.size) {
     throw new ImageFormatError(name, 'region table', L.REGION_TABLE_OFFSETS[0], `the BAT (${batBytes} bytes at ${rt.bat.fileOffset}) lies past the end of the file (${src.size} bytes)`);
   }
   const bat = new Bat(src, rt.bat, g);
-  await bat.check(src.size, [{ fileOffset: 0, length: L.HEADER_SECTION_SIZE }, logRegion, rt.bat, md]);
-  return new VhdxLayer(source, src, bat, g, backing, replayed !== undefined);
+  // qemu tests the blocks as it opens a file, except to check it: the check reports what it finds.
+  if (!ctx.forCheck) await bat.check(src.size, [{ fileOffset: 0, length: L.HEADER_SECTION_SIZE }, logRegion, rt.bat, md]);
+  // qemu registers the log, then the region table's entries, and searches the newest first.
+  const regions = [logRegion, ...rt.entries].reverse();
+  return new VhdxLayer(source, src, bat, g, backing, replayed !== undefined, regions);
 }
 
 export const vhdxDriver: FormatDriver = {

@@ -97,6 +97,8 @@ export interface Region {
 export interface RegionTable {
   bat: Region;
   metadata: Region;
+  /** Every entry, known or not, in table order (qemu keeps them all to test blocks against). */
+  entries: Region[];
 }
 
 /** 2.2.3.1: a region table copy is usable when its signature and checksum are; otherwise why not. */
@@ -115,10 +117,12 @@ export function parseRegionTable(bytes: Uint8Array, file: string, fileOffset: nu
   if (count > L.MAX_REGION_ENTRIES) throw fail(L.RT.entryCount, `${count} entries (at most ${L.MAX_REGION_ENTRIES})`);
   let bat: Region | undefined;
   let metadata: Region | undefined;
+  const entries: Region[] = [];
   for (let i = 0; i < count; i++) {
     const at = L.RT.entries + i * L.RT.entrySize;
     const guid = guidAt(bytes, at + L.RT.guid);
     const region = { fileOffset: u64le(v, at + L.RT.fileOffset), length: v.getUint32(at + L.RT.length, true) };
+    entries.push(region);
     if (guid === L.BAT_REGION_GUID) {
       if (bat) throw fail(at, 'two BAT regions');
       bat = region;
@@ -131,7 +135,7 @@ export function parseRegionTable(bytes: Uint8Array, file: string, fileOffset: nu
   }
   if (!bat) throw fail(0, 'no BAT region');
   if (!metadata) throw fail(0, 'no metadata region');
-  return { bat, metadata };
+  return { bat, metadata, entries };
 }
 
 /** The known metadata items found in the table: where each is, relative to the region. */
