@@ -12,9 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GIB, RUNS, results } from './lib.ts';
 import { kernels } from './sections/kernels.ts';
+import { inflate } from './sections/inflate.ts';
 import { commands } from './sections/commands.ts';
 
-const sections: ((dir: string) => Promise<void>)[] = [kernels, commands];
+const sections: ((dir: string) => Promise<void>)[] = [kernels, inflate, commands];
 
 console.log(`${'op'.padEnd(40)} ${'vdisk_s'.padStart(8)} ${'qemu_s'.padStart(8)} ${'ratio'.padStart(7)}`);
 const dir = mkdtempSync(join(process.env.VDISK_BENCH_DIR ?? tmpdir(), 'vdisk-bench-'));

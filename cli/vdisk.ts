@@ -13,6 +13,7 @@ import { toQemuJson } from '../engine/format/qemu-json.ts';
 import { humanInfo } from '../engine/ops/info.ts';
 import { mapHuman, mapJson } from '../engine/format/map-text.ts';
 import { loadWasmKernels } from '../engine/kernels/index.ts';
+import { loadWasmInflate } from '../engine/kernels/inflate.ts';
 import type { SnapshotSelector } from '../engine/driver.ts';
 import { has, last, parseArgs, parseSize, UsageError, type OptionSpec, type Parsed } from './args.ts';
 import { NodeFileSink, nodeWorkspace, pendingTemps } from './node-io.ts';
@@ -286,13 +287,14 @@ function describe(e: unknown): string {
 }
 
 async function loadKernels(): Promise<void> {
-  try {
-    const dir = new URL('../wasm/', import.meta.url);
-    const [simd, scalar] = await Promise.all([readFile(new URL('kernels-simd.wasm', dir)), readFile(new URL('kernels-scalar.wasm', dir))]);
-    await loadWasmKernels(simd, scalar);
-  } catch {
+  const dir = new URL('../wasm/', import.meta.url);
+  const builds = (name: string) => Promise.all([readFile(new URL(`${name}-simd.wasm`, dir)), readFile(new URL(`${name}-scalar.wasm`, dir))]);
+  await Promise.all([
     // Without the built kernels the TypeScript twins give the same answers, slower.
-  }
+    builds('kernels').then(([simd, scalar]) => loadWasmKernels(simd, scalar)).catch(() => undefined),
+    // Without the built decoder, fflate decodes compressed clusters.
+    builds('inflate').then(([simd, scalar]) => loadWasmInflate(simd, scalar)).catch(() => undefined),
+  ]);
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -8,6 +8,8 @@ import { expose } from 'comlink';
 // Kept as files of their own (not inlined as data: URLs) so a strict connect-src still lets the worker fetch them.
 import simdUrl from '../build/wasm/kernels-simd.wasm?url&no-inline';
 import scalarUrl from '../build/wasm/kernels-scalar.wasm?url&no-inline';
+import inflateSimdUrl from '../build/wasm/inflate-simd.wasm?url&no-inline';
+import inflateScalarUrl from '../build/wasm/inflate-scalar.wasm?url&no-inline';
 import { EngineApi } from '../engine/api.ts';
 import { BackingChainError, BackingFileMissingError, OpenError, VDiskError } from '../engine/errors.ts';
 import { normalizePath } from '../engine/io/opener.ts';
@@ -16,6 +18,7 @@ import { fileSetWorkspace } from '../engine/io/file-set.ts';
 import { humanInfo } from '../engine/ops/info.ts';
 import { toQemuJson } from '../engine/format/qemu-json.ts';
 import { kernels, loadWasmKernels } from '../engine/kernels/index.ts';
+import { loadWasmInflate } from '../engine/kernels/inflate.ts';
 import type { Candidate, EngineWorker, InfoOutcome, InfoText, LayerReport, MissingFile, PickedFile } from './lib/engine-protocol.ts';
 
 /** Probing a whole folder of unrelated files would be slow for nothing; images come in small sets. */
@@ -27,10 +30,15 @@ async function fetchBytes(url: string): Promise<ArrayBuffer> {
   return res.arrayBuffer();
 }
 
-// The TypeScript kernels stay active if the WebAssembly ones cannot be loaded.
-const ready: Promise<unknown> = Promise.all([fetchBytes(simdUrl), fetchBytes(scalarUrl)])
-  .then(([simd, scalar]) => loadWasmKernels(simd, scalar))
-  .catch(() => undefined);
+// The TypeScript kernels stay active if the WebAssembly ones cannot be loaded, and fflate if the decoder cannot.
+const ready: Promise<unknown> = Promise.all([
+  Promise.all([fetchBytes(simdUrl), fetchBytes(scalarUrl)])
+    .then(([simd, scalar]) => loadWasmKernels(simd, scalar))
+    .catch(() => undefined),
+  Promise.all([fetchBytes(inflateSimdUrl), fetchBytes(inflateScalarUrl)])
+    .then(([simd, scalar]) => loadWasmInflate(simd, scalar))
+    .catch(() => undefined),
+]);
 
 /** A file name as a shell command line would need it. */
 const shellWord = (s: string) => (/^[\w./+@:-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
