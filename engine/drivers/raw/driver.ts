@@ -10,12 +10,17 @@ import { noSnapshot } from '../common.ts';
 
 const SECTOR = 512;
 
-class RawLayer implements Layer {
-  readonly format = 'raw';
-  readonly size: number;
-  constructor(readonly source: ByteSource) {
-    this.size = Math.ceil(source.size / SECTOR) * SECTOR;
-  }
+/**
+ * A layer whose guest bytes are a file's from offset 0: raw, and formats that
+ * store the disk flat (a fixed VHD). Past the end of the file the guest reads
+ * as zeros, which qemu reports as zero at a host offset.
+ */
+export class FlatLayer implements Layer {
+  constructor(
+    readonly format: string,
+    readonly source: ByteSource,
+    readonly size: number,
+  ) {}
 
   async getMapping(offset: number, maxLength: number): Promise<Mapping> {
     if (offset >= this.size) return { kind: 'eof', offset, length: 0 };
@@ -28,7 +33,7 @@ class RawLayer implements Layer {
   }
 
   async decode(): Promise<void> {
-    throw new Error('raw has no compressed units');
+    throw new Error(`${this.format} stores no compressed units`);
   }
 
   facts(): LayerFacts {
@@ -47,5 +52,6 @@ class RawLayer implements Layer {
 export const rawDriver: FormatDriver = {
   name: 'raw',
   probe: () => 1,
-  open: async (source) => new RawLayer(source),
+  // qemu sizes a raw disk in whole sectors; the rounded-up tail reads as zeros.
+  open: async (source) => new FlatLayer('raw', source, Math.ceil(source.size / SECTOR) * SECTOR),
 };

@@ -10,6 +10,7 @@ import { LruCache } from '../../cache.ts';
 import type { ByteSource } from '../../io/source.ts';
 import type { BackingRef, FormatDriver, Layer, LayerFacts, Mapping } from '../../driver.ts';
 import { noSnapshot, viewOf } from '../common.ts';
+import { FlatLayer } from '../raw/driver.ts';
 import {
   decodeLocator,
   hasFooterCookie,
@@ -29,40 +30,6 @@ const BAT_CACHE_BYTES = 8 * 1024 * 1024;
 const BITMAP_CACHE_BYTES = 4 * 1024 * 1024;
 
 const roundUp = (n: number, to: number) => Math.ceil(n / to) * to;
-
-class FixedLayer implements Layer {
-  readonly format = 'vpc';
-  constructor(
-    readonly source: ByteSource,
-    readonly size: number,
-  ) {}
-
-  /** The guest bytes are the file's, from offset 0; past the end of the file they read as zeros, as in a raw file. */
-  async getMapping(offset: number, maxLength: number): Promise<Mapping> {
-    if (offset >= this.size) return { kind: 'eof', offset, length: 0 };
-    const end = Math.min(this.size, offset + maxLength);
-    if (offset < this.source.size) {
-      return { kind: 'data', offset, length: Math.min(end, this.source.size) - offset, source: this.source, hostOffset: offset };
-    }
-    return { kind: 'zero', offset, length: end - offset, host: { source: this.source, hostOffset: offset } };
-  }
-
-  async decode(): Promise<void> {
-    throw new Error('a fixed VHD has no compressed units');
-  }
-
-  facts(): LayerFacts {
-    return { dirty: false };
-  }
-
-  snapshots() {
-    return [];
-  }
-
-  atSnapshot(): Promise<Layer> {
-    return noSnapshot(this.source);
-  }
-}
 
 /** A dynamic or differencing disk: blocks found through the BAT, sectors through each block's bitmap. */
 class SparseLayer implements Layer {
@@ -253,7 +220,7 @@ async function parentName(source: ByteSource, dyn: DynHeader, headerAt: number):
 async function open(source: ByteSource): Promise<Layer> {
   const { footer, at } = await readFooter(source);
   const size = virtualSectors(footer, source.name, at) * L.SECTOR;
-  if (footer.diskType === L.TYPE_FIXED) return new FixedLayer(source, size);
+  if (footer.diskType === L.TYPE_FIXED) return new FlatLayer('vpc', source, size);
   if (footer.diskType !== L.TYPE_DYNAMIC && footer.diskType !== L.TYPE_DIFFERENCING) {
     throw new ImageFormatError(source.name, 'VHD footer', at + L.F.diskType, `disk type ${footer.diskType} is not fixed (2), dynamic (3) or differencing (4)`);
   }
