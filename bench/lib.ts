@@ -9,7 +9,8 @@ export const MiB = 2 ** 20;
 export const GIB = Number(process.env.VDISK_BENCH_GIB ?? 4);
 /** Runs per measurement (VDISK_BENCH_RUNS, default 5); medians are reported. */
 export const RUNS = Number(process.env.VDISK_BENCH_RUNS ?? 5);
-const VDISK = 'dist/cli/vdisk.mjs';
+/** The CLI under test (VDISK_CLI, default the build in dist/). */
+const VDISK = process.env.VDISK_CLI ?? 'dist/cli/vdisk.mjs';
 
 export const results: Record<string, unknown>[] = [];
 
@@ -38,15 +39,28 @@ export function versusQemu(op: string, vdiskArgs: string[], qemuArgs: string[], 
   console.log(`${op.padEnd(40)} ${row.vdisk_s.toFixed(3).padStart(8)} ${row.qemu_s.toFixed(3).padStart(8)} ${row.ratio.toFixed(2).padStart(7)}`);
 }
 
-/** Throughput of `fn` over `bytes`, best of several passes. */
+const now = () => Number(process.hrtime.bigint()) / 1e9;
+
+/**
+ * Throughput of `fn` over `bytes`: the median of several timed passes. A
+ * warm-up first gives the JIT (and WebAssembly's tier-up) time to optimize;
+ * a fast `fn` is timed in batches so each pass lasts at least a millisecond.
+ */
 export function rate(bytes: number, fn: () => void, passes = 7): number {
-  let best = Infinity;
-  for (let i = 0; i < passes; i++) {
-    const t = process.hrtime.bigint();
+  const start = now();
+  let calls = 0;
+  do {
     fn();
-    best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e9);
+    calls++;
+  } while (calls < 3 || now() - start < 0.2);
+  const batch = Math.max(1, Math.ceil(0.001 / ((now() - start) / calls)));
+  const times: number[] = [];
+  for (let i = 0; i < passes; i++) {
+    const t = now();
+    for (let b = 0; b < batch; b++) fn();
+    times.push((now() - t) / batch);
   }
-  return bytes / best;
+  return bytes / median(times);
 }
 
 /** Prints and records a throughput row. */

@@ -5,15 +5,16 @@
  * measurement, and the whole run is written as JSON to bench/results/.
  *
  * Environment: VDISK_BENCH_GIB (image size, default 4), VDISK_BENCH_RUNS
- * (default 5), VDISK_BENCH_DIR (scratch folder, default the system temp dir).
+ * (default 5), VDISK_BENCH_DIR (scratch folder, default the system temp dir),
+ * VDISK_CLI (the vdisk build to time, default dist/cli/vdisk.mjs).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GIB, RUNS, results } from './lib.ts';
 import { kernels } from './sections/kernels.ts';
-import { inflate } from './sections/inflate.ts';
 import { commands } from './sections/commands.ts';
+import { inflate } from './sections/inflate.ts';
 
 const sections: ((dir: string) => Promise<void>)[] = [kernels, inflate, commands];
 

@@ -3,10 +3,13 @@
  * on a fixed arena of their own memory; buffers that I/O fills are carved from
  * that arena, so file bytes land where the kernel reads them, with no copy.
  * The arena never grows, because growing would detach every view into it.
- * Until `loadWasmKernels` succeeds, the TypeScript twins run.
+ * Until `loadWasmKernels` succeeds, the TypeScript twins run; a buffer that
+ * does not live in the arena always goes to its twin.
  */
 import { isZeroTs } from './zero.ts';
 import { firstDifferenceTs } from './compare.ts';
+import { Xxh32 } from './xxh32.ts';
+import { crc32c as crc32cTs } from '../codecs/crc32c.ts';
 
 export interface Kernels {
   readonly name: string;
@@ -17,6 +20,10 @@ export interface Kernels {
   isZero(buf: Uint8Array): boolean;
   /** Offset of the first differing byte of two equally long buffers, or -1. */
   firstDifference(a: Uint8Array, b: Uint8Array): number;
+  /** CRC-32C of `buf`, continuing `previous` (an earlier result; 0 to start). */
+  crc32c(buf: Uint8Array, previous?: number): number;
+  /** A streaming xxHash32: `update` with the pieces in order, then `digest`. */
+  xxh32(seed?: number): Xxh32;
 }
 
 const tsKernels: Kernels = {
@@ -25,6 +32,8 @@ const tsKernels: Kernels = {
   free: () => {},
   isZero: isZeroTs,
   firstDifference: firstDifferenceTs,
+  crc32c: crc32cTs,
+  xxh32: (seed) => new Xxh32(seed),
 };
 
 let active: Kernels = tsKernels;
@@ -38,25 +47,49 @@ const ARENA_BYTES = 32 * 1024 * 1024;
 const PAGE = 64 * 1024;
 /** The first page is left to the kernels' own static data (lookup tables); the arena starts above it. */
 const STATIC_BYTES = PAGE;
+/** Below this many bytes a call into WebAssembly gains nothing over the twin's loop. */
+const SMALL = 64;
 
 interface KernelExports {
   isZero(ptr: number, len: number): number;
   firstDifference(a: number, b: number, len: number): number;
+  crc32c(ptr: number, len: number, crc: number): number;
+  xxh32State(): number;
+  xxh32Stripes(ptr: number, len: number): void;
+}
+
+export interface LoadOptions {
+  /** Arena size in bytes (a multiple of 64 KiB); benchmarks take more than the engine needs. */
+  arenaBytes?: number;
 }
 
 /**
  * Instantiates the SIMD build if this engine validates it, else the scalar
  * one, and makes it the active kernel set.
  */
-export async function loadWasmKernels(simd: BufferSource, scalar: BufferSource): Promise<Kernels> {
-  const pages = (STATIC_BYTES + ARENA_BYTES) / PAGE;
+export async function loadWasmKernels(simd: BufferSource, scalar: BufferSource, options: LoadOptions = {}): Promise<Kernels> {
+  const arenaBytes = options.arenaBytes ?? ARENA_BYTES;
+  const pages = (STATIC_BYTES + arenaBytes) / PAGE;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   const useSimd = WebAssembly.validate(simd);
   const { instance } = await WebAssembly.instantiate(useSimd ? simd : scalar, { env: { memory } });
   const exp = instance.exports as unknown as KernelExports;
   const heap = new Uint8Array(memory.buffer);
+  const inArena = (buf: Uint8Array) => buf.buffer === memory.buffer;
+  const lanes = new Int32Array(memory.buffer, exp.xxh32State(), 4);
   // A first-fit free list over the arena; buffers are few and large.
-  const freeList: { start: number; end: number }[] = [{ start: STATIC_BYTES, end: STATIC_BYTES + ARENA_BYTES }];
+  const freeList: { start: number; end: number }[] = [{ start: STATIC_BYTES, end: STATIC_BYTES + arenaBytes }];
+
+  /** xxHash32 whose whole stripes of arena buffers run in the kernel; the accumulators pass through `lanes`. */
+  class WasmXxh32 extends Xxh32 {
+    protected override stripes(d: Uint8Array, from: number, to: number): void {
+      if (!inArena(d) || to - from < SMALL) return super.stripes(d, from, to);
+      lanes.set(this.lanes);
+      exp.xxh32Stripes(d.byteOffset + from, to - from);
+      this.lanes.set(lanes);
+    }
+  }
+
   active = {
     name: useSimd ? 'wasm-simd' : 'wasm-scalar',
     alloc(bytes) {
@@ -68,7 +101,7 @@ export async function loadWasmKernels(simd: BufferSource, scalar: BufferSource):
       return heap.subarray(start, start + bytes);
     },
     free(buf) {
-      if (buf.buffer !== memory.buffer) return;
+      if (!inArena(buf)) return;
       const start = buf.byteOffset;
       freeList.push({ start, end: start + Math.ceil(buf.length / 64) * 64 });
       freeList.sort((a, b) => a.start - b.start);
@@ -80,13 +113,18 @@ export async function loadWasmKernels(simd: BufferSource, scalar: BufferSource):
       }
     },
     isZero(buf) {
-      if (buf.buffer !== memory.buffer) return isZeroTs(buf);
+      if (!inArena(buf)) return isZeroTs(buf);
       return exp.isZero(buf.byteOffset, buf.length) === 1;
     },
     firstDifference(a, b) {
-      if (a.buffer !== memory.buffer || b.buffer !== memory.buffer) return firstDifferenceTs(a, b);
+      if (!inArena(a) || !inArena(b)) return firstDifferenceTs(a, b);
       return exp.firstDifference(a.byteOffset, b.byteOffset, Math.min(a.length, b.length));
     },
+    crc32c(buf, previous = 0) {
+      if (!inArena(buf) || buf.length < SMALL) return crc32cTs(buf, previous);
+      return exp.crc32c(buf.byteOffset, buf.length, previous) >>> 0;
+    },
+    xxh32: (seed) => new WasmXxh32(seed),
   };
   return active;
 }

@@ -1,7 +1,9 @@
 /**
  * xxHash32 (the published XXH32 algorithm), streaming: a fast
  * non-cryptographic hash that names a byte range in compare reports, so two
- * reports can be checked against each other without the images.
+ * reports can be checked against each other without the images. This class
+ * is also the TypeScript twin of the WebAssembly stripe kernel (asm/xxh32.ts):
+ * the kernels' variant overrides `stripes` and keeps everything else.
  */
 const P1 = 0x9e3779b1;
 const P2 = 0x85ebca77;
@@ -13,20 +15,16 @@ const rotl = (x: number, r: number) => (x << r) | (x >>> (32 - r));
 const round = (acc: number, lane: number) => Math.imul(rotl((acc + Math.imul(lane, P2)) | 0, 13), P1);
 
 export class Xxh32 {
-  private v1: number;
-  private v2: number;
-  private v3: number;
-  private v4: number;
+  /** The four lane accumulators v1..v4. */
+  protected readonly lanes = new Int32Array(4);
   private total = 0;
   /** Up to 15 bytes not yet folded into a 16-byte stripe. */
   private readonly pending = new Uint8Array(16);
   private pendingLen = 0;
 
   constructor(private readonly seed = 0) {
-    this.v1 = (seed + P1 + P2) | 0;
-    this.v2 = (seed + P2) | 0;
-    this.v3 = seed | 0;
-    this.v4 = (seed - P1) | 0;
+    // Storing into an Int32Array wraps each sum to 32 bits, as the algorithm's arithmetic does.
+    this.lanes.set([seed + P1 + P2, seed + P2, seed, seed - P1]);
   }
 
   update(data: Uint8Array): this {
@@ -48,22 +46,28 @@ export class Xxh32 {
     return this;
   }
 
-  private stripes(d: Uint8Array, from: number, to: number): void {
-    let { v1, v2, v3, v4 } = this;
+  /** Folds the whole 16-byte stripes of d[from, to) into the lanes. */
+  protected stripes(d: Uint8Array, from: number, to: number): void {
+    const l = this.lanes;
+    let v1 = l[0]!;
+    let v2 = l[1]!;
+    let v3 = l[2]!;
+    let v4 = l[3]!;
     for (let p = from; p < to; p += 16) {
       v1 = round(v1, le32(d, p));
       v2 = round(v2, le32(d, p + 4));
       v3 = round(v3, le32(d, p + 8));
       v4 = round(v4, le32(d, p + 12));
     }
-    Object.assign(this, { v1, v2, v3, v4 });
+    l[0] = v1;
+    l[1] = v2;
+    l[2] = v3;
+    l[3] = v4;
   }
 
   digest(): number {
-    let h =
-      this.total >= 16
-        ? (rotl(this.v1, 1) + rotl(this.v2, 7) + rotl(this.v3, 12) + rotl(this.v4, 18)) | 0
-        : (this.seed + P5) | 0;
+    const l = this.lanes;
+    let h = this.total >= 16 ? (rotl(l[0]!, 1) + rotl(l[1]!, 7) + rotl(l[2]!, 12) + rotl(l[3]!, 18)) | 0 : (this.seed + P5) | 0;
     h = (h + this.total) | 0;
     const d = this.pending;
     let p = 0;

@@ -29,18 +29,28 @@ export class ImageReader {
     return out;
   }
 
-  /** Fills `dest` (exactly the resolved range) with the bytes `r` describes. */
-  async fill(r: Resolved, dest: Uint8Array): Promise<void> {
+  /**
+   * Fills `dest` with the guest bytes at `offset` that `r` describes; the
+   * range must lie inside `r` (by default it starts where `r` starts). A
+   * caller that already resolved a range reads any part of it this way
+   * without walking the layers again.
+   */
+  async fill(r: Resolved, dest: Uint8Array, offset = r.mapping.offset): Promise<void> {
     const m = r.mapping;
-    const layers = this.image.layers;
-    for (let d = 0; d < r.depth; d++) layers[d]!.checkBacking?.(layers[d + 1]!);
+    this.check(r);
     if (m.kind === 'zero') dest.fill(0);
-    else if (m.kind === 'data') await m.source.read(m.hostOffset, dest.length, dest);
+    else if (m.kind === 'data') await m.source.read(m.hostOffset + (offset - m.offset), dest.length, dest);
     else {
       const unit = await this.decodedUnit(r.depth, r.layer, m.unit);
-      const from = m.offset - m.unit.guestOffset;
+      const from = offset - m.unit.guestOffset;
       dest.set(unit.subarray(from, from + dest.length));
     }
+  }
+
+  /** The checks a read of `r` makes before any byte is read: each layer above accepts the one below it. */
+  check(r: Resolved): void {
+    const layers = this.image.layers;
+    for (let d = 0; d < r.depth; d++) layers[d]!.checkBacking?.(layers[d + 1]!);
   }
 
   private decodedUnit(depth: number, layer: Layer, unit: CompressedUnit): Promise<Uint8Array> {
