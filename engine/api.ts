@@ -21,6 +21,7 @@ import type { CreateOptions, Measurement, SinkOpener } from './writer.ts';
 import { nameOnly } from './io/source.ts';
 import { compareImages, type CompareOptions, type CompareReport } from './ops/compare.ts';
 import { checkLayer, type CheckReport } from './ops/check.ts';
+import { ImageReader } from './ops/read.ts';
 
 /** Where images come from: the files a user named, and the gate for files they refer to. */
 export interface Workspace {
@@ -68,6 +69,12 @@ export interface ConvertTarget {
   compressor?: Compressor;
 }
 
+export interface MapRequest extends ImageRef {
+  start?: number;
+  length?: number;
+  signal?: AbortSignal;
+}
+
 export interface MeasureRequest {
   /** The image to measure, or none with `size` (qemu's --size). */
   source?: ImageRef & { snapshot?: SnapshotSelector | string };
@@ -111,11 +118,16 @@ export class EngineApi {
     }
   }
 
-  async map(ref: ImageRef & { start?: number; length?: number; signal?: AbortSignal }): Promise<MapEntry[]> {
-    const image = await this.openChain(ref.name, ref.format);
+  async map(ref: MapRequest): Promise<MapEntry[]> {
     const out: MapEntry[] = [];
-    for await (const e of mapImage(image, ref)) out.push(e);
+    for await (const e of this.mapEntries(ref)) out.push(e);
     return out;
+  }
+
+  /** qemu-img map's entries one at a time, for a caller that may stop early. */
+  async *mapEntries(ref: MapRequest): AsyncGenerator<MapEntry> {
+    const image = await this.openChain(ref.name, ref.format);
+    yield* mapImage(image, ref);
   }
 
   /** qemu-img convert: any source the engine reads into any format it writes. */
@@ -167,6 +179,14 @@ export class EngineApi {
     const imageA = await this.openChain(a.name, a.format);
     const imageB = await this.openChain(b.name, b.format);
     return compareImages({ image: imageA, name: a.name }, { image: imageB, name: b.name }, opts);
+  }
+
+  /** Guest bytes [offset, offset + out.length) of the named image through its chain; past the end reads as zeros. */
+  async read(ref: ImageRef, offset: number, out: Uint8Array): Promise<void> {
+    const image = await this.openChain(ref.name, ref.format);
+    const n = Math.max(0, Math.min(out.length, image.size - offset));
+    out.fill(0, n);
+    if (n > 0) await new ImageReader(image).read(offset, out.subarray(0, n));
   }
 
   /** qemu's bdrv_snapshot_load_tmp_by_id_or_name: try the string as an id, then as a name. */

@@ -8,50 +8,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-
-const DIST = path.resolve('dist');
-const CHROMIUM = '/usr/bin/chromium';
-
-const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.wasm': 'application/wasm',
-  '.json': 'application/json',
-  '.webmanifest': 'application/manifest+json',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.md': 'text/markdown; charset=utf-8',
-};
-
-/** A static server for dist/, as any plain host would serve it. */
-function serve(root: string): Promise<Server> {
-  const server = createServer(async (req, res) => {
-    let rel = decodeURIComponent(new URL(req.url ?? '/', 'http://host').pathname);
-    if (rel.endsWith('/')) rel += 'index.html';
-    const file = path.resolve(root, '.' + rel);
-    if (!file.startsWith(root + path.sep)) {
-      res.writeHead(403).end();
-      return;
-    }
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { 'content-type': MIME[path.extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
-      res.end(body);
-    } catch {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-    }
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
+import type { Page } from 'playwright-core';
+import { AppBrowser, DIST, field, snap } from '../helpers/browser.ts';
 
 type Json = { [key: string]: unknown };
 
@@ -64,15 +25,9 @@ const qemuInfo = (cwd: string, file: string): Json[] =>
 const comparable = (chain: Json[]) => chain.map(({ 'actual-size': _, ...rest }) => rest);
 
 let work: string;
-let server: Server;
-let origin: string;
-let browser: Browser;
-const foreignRequests: string[] = [];
-const errors: string[] = [];
+let app: AppBrowser;
 
 beforeAll(async () => {
-  if (!existsSync(path.join(DIST, 'index.html'))) throw new Error('dist/ is not built: run `node scripts/build.mjs` first');
-
   // An overlay with its own cluster size and a snapshot (then more writes, as a running guest
   // makes), on a base with data; the backing file is named relatively.
   work = mkdtempSync(path.join(tmpdir(), 'vdisk-browser-'));
@@ -82,44 +37,17 @@ beforeAll(async () => {
   qemuIo(work, '-f', 'qcow2', '-c', 'write -P 0xcd 2M 256k', 'overlay.qcow2');
   qemuImg(work, 'snapshot', '-c', 'before-upgrade', 'overlay.qcow2');
   qemuIo(work, '-f', 'qcow2', '-c', 'write -P 0xef 4M 64k', 'overlay.qcow2');
-
-  server = await serve(DIST);
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  app = await AppBrowser.start();
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+  await app?.close();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-/** A fresh page on the app that records every request leaving the local server and every error it logs. */
-async function openApp(): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  context.on('request', (r) => {
-    if (new URL(r.url()).origin !== origin) foreignRequests.push(r.url());
-  });
-  const page = await context.newPage();
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => errors.push(`page: ${e.message}`));
-  await page.goto(origin + '/');
-  await expect.poll(() => page.locator('[data-field="kernels"]').textContent()).toMatch(/Kernels: /);
-  return { context, page };
-}
-
-const field = (page: Page, key: string) => page.locator(`[data-field="${key}"]`).first();
-
-/** Screenshots for a person checking the layout: VDISK_SCREENSHOTS=/some/dir. */
-async function snap(page: Page, name: string): Promise<void> {
-  const dir = process.env.VDISK_SCREENSHOTS;
-  if (dir) await page.screenshot({ path: path.join(dir, `vdisk-${name}.png`) });
-}
+const openApp = () => app.openApp();
+/** The name shown at the head of the first pane. */
+const paneTitle = (page: Page) => page.locator('[data-pane="0"] h2').first().textContent();
 
 describe('Info page', () => {
   test('shows what qemu-img info says about an image and its backing file', async () => {
@@ -130,7 +58,7 @@ describe('Info page', () => {
       await page.setInputFiles('input[name="image-files"]', [path.join(work, 'overlay.qcow2'), path.join(work, 'base-disk.qcow2')]);
       await field(page, 'virtual-size').waitFor();
 
-      expect(await page.locator('h2').first().textContent()).toBe(top.filename);
+      expect(await paneTitle(page)).toBe(top.filename);
       expect(await field(page, 'format').textContent()).toBe(top.format);
       expect(await field(page, 'virtual-size').textContent()).toContain(`(${top['virtual-size']} bytes)`);
       expect((await field(page, 'cluster-size').textContent())?.trim()).toMatch(new RegExp(`^${top['cluster-size']}\\b`));
@@ -181,7 +109,7 @@ describe('Info page', () => {
     try {
       await page.getByRole('button', { name: 'Try the sample image' }).click();
       await field(page, 'virtual-size').waitFor();
-      expect(await page.locator('h2').first().textContent()).toBe('demo.qcow2');
+      expect(await paneTitle(page)).toBe('demo.qcow2');
       expect(await field(page, 'virtual-size').textContent()).toContain(`(${top['virtual-size']} bytes)`);
       expect(await field(page, 'backing-filename').textContent()).toContain(String(top['backing-filename']));
       expect(await page.locator('[data-field="snapshot-name"]').allTextContents()).toEqual((top.snapshots as Json[]).map((s) => s.name));
@@ -193,7 +121,7 @@ describe('Info page', () => {
   });
 
   test('made no request beyond the local server and logged no errors', () => {
-    expect(foreignRequests).toEqual([]);
-    expect(errors).toEqual([]);
+    expect(app.foreignRequests).toEqual([]);
+    expect(app.errors).toEqual([]);
   });
 });

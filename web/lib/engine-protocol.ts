@@ -1,7 +1,8 @@
 /**
- * The typed boundary between the page and the engine worker: what the page
- * sends (picked files with their relative paths) and what comes back. Results
- * are plain data, and engine errors come back as values rather than thrown,
+ * The typed boundary between the page and the engine worker. Each operation's
+ * request and result types live beside its worker module (web/worker/*.ts);
+ * this file joins them into the facade and holds what they share. Results are
+ * plain data, and engine errors come back as values rather than thrown,
  * because a thrown error loses its fields (like the missing file's name) on
  * its way through postMessage.
  */
@@ -9,12 +10,28 @@ import type { ImageInfo } from '../../engine/ops/info.ts';
 import type { SnapshotInfo } from '../../engine/driver.ts';
 import type { ReferenceKind } from '../../engine/errors.ts';
 import type { QValue } from '../../engine/format/qemu-json.ts';
+import type { InfoOps } from '../worker/info.ts';
+import type { MapOps } from '../worker/map.ts';
+import type { CheckOps } from '../worker/check.ts';
+import type { CompareOps } from '../worker/compare.ts';
+import type { MeasureOps } from '../worker/measure.ts';
 
 export type { ImageInfo, SnapshotInfo, ReferenceKind, QValue };
+export type { MapData, MapRequest } from '../worker/map.ts';
+export type { CheckOutcome } from '../worker/check.ts';
+export type { CompareRequest } from '../worker/compare.ts';
+export type { CompareReport, DiffRange } from '../../engine/ops/compare.ts';
+export type { MeasureRequest } from '../worker/measure.ts';
+export type { Measurement } from '../../engine/writer.ts';
 
 /** A file the user gave: its path relative to the folder they picked (or its bare name), and its bytes. */
 export type { PickedFile } from '../../engine/io/file-set.ts';
-import type { PickedFile } from '../../engine/io/file-set.ts';
+
+/** How far a long operation has got, in bytes of the guest disk. */
+export interface Progress {
+  done: number;
+  total: number;
+}
 
 /** One picked file as an image: what it is and whether another picked image uses it as backing. */
 export interface Candidate {
@@ -42,6 +59,16 @@ export interface MissingFile {
   neededBy: string;
 }
 
+/** Why an operation failed: the file, the engine's message, and the missing file when that is the cause. */
+export interface EngineFailure {
+  file: string;
+  message: string;
+  missing?: MissingFile;
+}
+
+/** An operation's answer, or the engine's reason for not giving one. */
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: EngineFailure };
+
 /** What `qemu-img info` would print for the image: the command and its two outputs. */
 export interface InfoText {
   command: string;
@@ -60,11 +87,4 @@ export type InfoOutcome =
   | { ok: false; layers: LayerReport[]; text?: InfoText; missing?: MissingFile; error: { file: string; message: string } };
 
 /** The facade the worker exposes. */
-export interface EngineWorker {
-  /** Which zero-detection kernels the engine runs: `wasm-simd`, `wasm-scalar` or `typescript`. */
-  kernels(): Promise<string>;
-  /** Probes every picked file, and marks the ones another picked image uses as its backing file. */
-  candidates(files: PickedFile[]): Promise<Candidate[]>;
-  /** `qemu-img info --backing-chain` of the picked file at `name`, looking for its backing files among `files`. */
-  info(files: PickedFile[], name: string, opts?: { format?: string }): Promise<InfoOutcome>;
-}
+export type EngineWorker = InfoOps & MapOps & CheckOps & CompareOps & MeasureOps;

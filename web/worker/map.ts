@@ -1,0 +1,101 @@
+/**
+ * Worker side of the Map view: `qemu-img map` of an image as packed columns
+ * (typed arrays, transferred rather than copied), so a map of many thousand
+ * ranges crosses to the page in one message and is drawn without objects.
+ */
+import { transfer } from 'comlink';
+import type { MapEntry } from '../../engine/ops/map.ts';
+import type { Outcome, PickedFile } from '../lib/engine-protocol.ts';
+import { attempt, engineOver } from './common.ts';
+
+/** Range flags, as qemu-img map's booleans. */
+export const MAP_PRESENT = 1;
+export const MAP_ZERO = 2;
+export const MAP_DATA = 4;
+export const MAP_COMPRESSED = 8;
+
+/** A map as columns: entry i is start[i], length[i], … */
+export interface MapData {
+  /** The image's virtual size. */
+  size: number;
+  /** The guest range the entries cover. */
+  from: number;
+  to: number;
+  start: Float64Array;
+  length: Float64Array;
+  /** Host offset, NaN where qemu-img map prints none. */
+  offset: Float64Array;
+  /** 0 is the image itself, 1 its backing file … */
+  depth: Uint8Array;
+  flags: Uint8Array;
+  /** Index into `files` of the file that holds the range, -1 for none. */
+  file: Int16Array;
+  files: string[];
+  /** Set when the entries stopped at `maxEntries`: the guest offset where they stop. */
+  truncatedAt?: number;
+}
+
+export interface MapRequest {
+  format?: string;
+  start?: number;
+  length?: number;
+  /** At most this many entries (default 200 000): a pathological image cannot fill the page's memory. */
+  maxEntries?: number;
+}
+
+export interface MapOps {
+  map(files: PickedFile[], name: string, req?: MapRequest): Promise<Outcome<MapData>>;
+}
+
+const DEFAULT_MAX_ENTRIES = 200_000;
+
+function pack(entries: MapEntry[], size: number, from: number, to: number, truncatedAt?: number): MapData {
+  const n = entries.length;
+  const files: string[] = [];
+  const data: MapData = {
+    size,
+    from,
+    to,
+    start: new Float64Array(n),
+    length: new Float64Array(n),
+    offset: new Float64Array(n),
+    depth: new Uint8Array(n),
+    flags: new Uint8Array(n),
+    file: new Int16Array(n),
+    files,
+    truncatedAt,
+  };
+  entries.forEach((e, i) => {
+    data.start[i] = e.start;
+    data.length[i] = e.length;
+    data.offset[i] = e.offset ?? NaN;
+    data.depth[i] = Math.min(e.depth, 255);
+    data.flags[i] = (e.present ? MAP_PRESENT : 0) | (e.zero ? MAP_ZERO : 0) | (e.data ? MAP_DATA : 0) | (e.compressed ? MAP_COMPRESSED : 0);
+    let f = e.filename === undefined ? -1 : files.indexOf(e.filename);
+    if (e.filename !== undefined && f < 0) f = files.push(e.filename) - 1;
+    data.file[i] = f;
+  });
+  return data;
+}
+
+export const mapOps: MapOps = {
+  async map(files, name, req = {}) {
+    const { api } = await engineOver(files);
+    const outcome = await attempt(async () => {
+      const size = (await api.info({ name, format: req.format })).images[0]!['virtual-size'];
+      const from = Math.min(req.start ?? 0, size);
+      const to = Math.min(size, from + (req.length ?? size));
+      const max = req.maxEntries ?? DEFAULT_MAX_ENTRIES;
+      const entries: MapEntry[] = [];
+      // The chain is opened once, through the facade; its map is walked here so it can stop at the limit.
+      for await (const e of api.mapEntries({ name, format: req.format, start: from, length: to - from })) {
+        if (entries.length === max) return pack(entries, size, from, e.start, e.start);
+        entries.push(e);
+      }
+      return pack(entries, size, from, to);
+    });
+    if (!outcome.ok) return outcome;
+    const d = outcome.value;
+    return transfer(outcome, [d.start.buffer, d.length.buffer, d.offset.buffer, d.depth.buffer, d.flags.buffer, d.file.buffer]);
+  },
+};
