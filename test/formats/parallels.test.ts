@@ -4,13 +4,12 @@
 // entries at arbitrary sectors; sizes past 32 bits; Format Extension clusters,
 // sound and damaged). Wherever qemu-img reads an image, the expected answer is
 // qemu-img's; where it refuses one, vdisk must refuse it too.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeRun, qemuImg, vdisk, type RunResult } from '../helpers/run.ts';
+import { describeRun, qemuImg, vdisk } from '../helpers/run.ts';
+import { ok, scratchDir } from '../helpers/scratch.ts';
 import { checkExtension, parseHeader } from '../../engine/drivers/parallels/header.ts';
 import { parallelsDriver } from '../../engine/drivers/parallels/driver.ts';
 import * as L from '../../engine/drivers/parallels/layout.ts';
@@ -21,43 +20,13 @@ import type { Opener } from '../../engine/io/opener.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-let dir: string;
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vdisk-parallels-'));
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const ok = (label: string, r: RunResult) => expect(r.status, describeRun(label, r)).toBe(0);
-const withoutActualSize = (s: string) => s.replace(/^.*"actual-size".*\n/gm, '').replace(/^disk size:.*\n/gm, '');
-const read = (name: string) => new Uint8Array(readFileSync(join(dir, name)));
-const write = (name: string, bytes: Uint8Array) => writeFileSync(join(dir, name), bytes);
-
-/** Both tools, the same arguments, the same output (minus actual-size / disk size). */
-function sameAsQemu(args: string[]): string {
-  const q = qemuImg(args, { cwd: dir });
-  const v = vdisk(args, { cwd: dir });
-  ok('qemu-img ' + args.join(' '), q);
-  ok('vdisk ' + args.join(' '), v);
-  expect(withoutActualSize(v.stdout)).toBe(withoutActualSize(q.stdout));
-  return v.stdout;
-}
-
-/** info, map and convert -O raw agree with qemu-img. */
-function allSameAsQemu(name: string, convert = true): void {
-  sameAsQemu(['info', '--output=json', name]);
-  sameAsQemu(['info', name]);
-  sameAsQemu(['map', '--output=json', name]);
-  sameAsQemu(['map', name]);
-  if (!convert) return;
-  ok('qemu-img convert', qemuImg(['convert', '-O', 'raw', name, name + '.q.raw'], { cwd: dir }));
-  ok('vdisk convert', vdisk(['convert', '-O', 'raw', name, name + '.v.raw'], { cwd: dir }));
-  expect(Buffer.compare(read(name + '.v.raw'), read(name + '.q.raw'))).toBe(0);
-}
+const scratch = scratchDir('parallels');
+const { read, write, sameAsQemu, allSameAsQemu } = scratch;
 
 /** Both tools refuse the image; vdisk names it and gives qemu's reason. */
 function bothRefuse(name: string): void {
-  const q = qemuImg(['info', name], { cwd: dir });
-  const v = vdisk(['info', name], { cwd: dir });
+  const q = qemuImg(['info', name], { cwd: scratch.dir });
+  const v = vdisk(['info', name], { cwd: scratch.dir });
   expect(q.status, describeRun('qemu-img', q)).toBe(1);
   expect(v.status, describeRun('vdisk', v)).toBe(1);
   const reason = q.stderr.replace(/^qemu-img: Could not open '[^']*': /, '').trim();
@@ -256,7 +225,7 @@ describe('images qemu-img cannot make', () => {
     sameAsQemu(['info', '--output=json', 'big-ext.prl']);
     sameAsQemu(['info', 'big-ext.prl']);
     write('big-old.prl', image({ ...fields, magic: L.MAGIC }, [2048, 0, 4096, 0], 3 * MiB, fillData));
-    allSameAsQemu('big-old.prl', false);
+    allSameAsQemu('big-old.prl', { convert: false });
   });
 
   it('reads an image with a sound Format Extension (a dirty bitmap), as qemu-img does', () => {

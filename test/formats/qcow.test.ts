@@ -4,13 +4,13 @@
 // clusters, checked against qemu-img; AES-encrypted images; damaged headers
 // and tables, which must give typed errors naming structure and offset;
 // random damage; and a large L1 table read a page at a time.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
-import { describeRun, qemuImg, vdisk, type RunResult } from '../helpers/run.ts';
+import { qemuImg, vdisk } from '../helpers/run.ts';
+import { ok, scratchDir } from '../helpers/scratch.ts';
+import { SparseSource } from '../helpers/sparse-source.ts';
 import { parseHeader, parseL2Entry } from '../../engine/drivers/qcow/header.ts';
 import { qcowDriver } from '../../engine/drivers/qcow/driver.ts';
 import { qcow2Driver } from '../../engine/drivers/qcow2/driver.ts';
@@ -26,35 +26,8 @@ import type { Layer } from '../../engine/driver.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-let dir: string;
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vdisk-qcow-'));
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const ok = (label: string, r: RunResult) => expect(r.status, describeRun(label, r)).toBe(0);
-const withoutActualSize = (s: string) => s.replace(/^.*"actual-size".*\n/gm, '').replace(/^disk size:.*\n/gm, '');
-const read = (name: string) => new Uint8Array(readFileSync(join(dir, name)));
-const write = (name: string, bytes: Uint8Array) => writeFileSync(join(dir, name), bytes);
-
-/** Both tools, the same arguments: the same status and output (qemu-img refuses a human map of compressed clusters). */
-function sameAsQemu(args: string[]): void {
-  const q = qemuImg(args, { cwd: dir });
-  const v = vdisk(args, { cwd: dir });
-  expect(v.status, describeRun('vdisk ' + args.join(' '), v)).toBe(q.status);
-  expect(withoutActualSize(v.stdout)).toBe(withoutActualSize(q.stdout));
-  expect(v.stderr).toBe(q.stderr.replace(/^qemu-img:/gm, 'vdisk:'));
-}
-
-function allSameAsQemu(name: string): void {
-  sameAsQemu(['info', '--output=json', '--backing-chain', name]);
-  sameAsQemu(['info', name]);
-  sameAsQemu(['map', '--output=json', name]);
-  sameAsQemu(['map', name]);
-  ok('qemu-img convert', qemuImg(['convert', '-O', 'raw', name, name + '.q.raw'], { cwd: dir }));
-  ok('vdisk convert', vdisk(['convert', '-O', 'raw', name, name + '.v.raw'], { cwd: dir }));
-  expect(Buffer.compare(read(name + '.v.raw'), read(name + '.q.raw'))).toBe(0);
-}
+const scratch = scratchDir('qcow');
+const { read, write, sameAsQemu, allSameAsQemu } = scratch;
 
 // ---------------------------------------------------------------------------
 // qcow images written from the header layout
@@ -258,8 +231,8 @@ describe('compressed cluster entries', () => {
 
 describe('AES-encrypted images', () => {
   it('are refused as an unsupported feature (qemu-img made this one)', () => {
-    ok('create', qemuImg(['create', '-q', '-f', 'qcow', '--object', 'secret,id=sec0,data=abc', '-o', 'encrypt.format=aes,encrypt.key-secret=sec0', 'aes.qcow', '1M'], { cwd: dir }));
-    const v = vdisk(['info', 'aes.qcow'], { cwd: dir });
+    ok('create', qemuImg(['create', '-q', '-f', 'qcow', '--object', 'secret,id=sec0,data=abc', '-o', 'encrypt.format=aes,encrypt.key-secret=sec0', 'aes.qcow', '1M'], { cwd: scratch.dir }));
+    const v = vdisk(['info', 'aes.qcow'], { cwd: scratch.dir });
     expect(v.status).toBe(1);
     expect(v.stderr).toBe("vdisk: Could not open 'aes.qcow': Unsupported feature: AES-encrypted qcow image\n");
   });
@@ -351,9 +324,9 @@ describe('probing', () => {
   });
 
   it('-f qcow on a qcow2 image is refused, as by qemu-img', () => {
-    ok('create', qemuImg(['create', '-q', '-f', 'qcow2', 'v3.qcow2', '1M'], { cwd: dir }));
-    const q = qemuImg(['info', '-f', 'qcow', 'v3.qcow2'], { cwd: dir });
-    const v = vdisk(['info', '-f', 'qcow', 'v3.qcow2'], { cwd: dir });
+    ok('create', qemuImg(['create', '-q', '-f', 'qcow2', 'v3.qcow2', '1M'], { cwd: scratch.dir }));
+    const q = qemuImg(['info', '-f', 'qcow', 'v3.qcow2'], { cwd: scratch.dir });
+    const v = vdisk(['info', '-f', 'qcow', 'v3.qcow2'], { cwd: scratch.dir });
     expect(q.status).toBe(1);
     expect(v.status).toBe(1);
     expect(v.stderr).toMatch(/Could not open 'v3\.qcow2': .*qcow version 3/);
@@ -433,27 +406,6 @@ describe('random damage', () => {
   });
 });
 
-/** A file of any size that is zeros except for `patches`; counts the bytes read. */
-class SparseSource implements ByteSource {
-  bytesRead = 0;
-  constructor(
-    readonly name: string,
-    readonly size: number,
-    private readonly patches: [number, Uint8Array][],
-  ) {}
-
-  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
-    this.bytesRead += length;
-    const out = into ?? new Uint8Array(length);
-    out.fill(0);
-    for (const [at, bytes] of this.patches) {
-      const from = Math.max(at, offset);
-      const to = Math.min(at + bytes.length, offset + length);
-      if (from < to) out.set(bytes.subarray(from - at, to - at), from - offset);
-    }
-    return out;
-  }
-}
 
 describe('a 1 TiB image with 512-byte clusters and 64-entry L2 tables (a 256 MiB L1 table)', () => {
   const l1Bytes = 2 ** 40 / 2 ** 15 * 8;

@@ -4,12 +4,12 @@
 // cannot open; damaged tables and headers, which must give typed errors
 // naming the structure and offset; random damage; and a file with 1 GiB
 // tables, of which only the pages needed are read.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeRun, qemuImg, vdisk, type RunResult } from '../helpers/run.ts';
+import { qemuImg, vdisk } from '../helpers/run.ts';
+import { ok, scratchDir } from '../helpers/scratch.ts';
+import { SparseSource } from '../helpers/sparse-source.ts';
 import { parseHeader } from '../../engine/drivers/qed/header.ts';
 import { qedDriver } from '../../engine/drivers/qed/driver.ts';
 import * as L from '../../engine/drivers/qed/layout.ts';
@@ -23,34 +23,8 @@ import type { Layer } from '../../engine/driver.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-let dir: string;
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vdisk-qed-'));
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const ok = (label: string, r: RunResult) => expect(r.status, describeRun(label, r)).toBe(0);
-const withoutActualSize = (s: string) => s.replace(/^.*"actual-size".*\n/gm, '').replace(/^disk size:.*\n/gm, '');
-const read = (name: string) => new Uint8Array(readFileSync(join(dir, name)));
-const write = (name: string, bytes: Uint8Array) => writeFileSync(join(dir, name), bytes);
-
-function sameAsQemu(args: string[]): void {
-  const q = qemuImg(args, { cwd: dir });
-  const v = vdisk(args, { cwd: dir });
-  ok('qemu-img ' + args.join(' '), q);
-  ok('vdisk ' + args.join(' '), v);
-  expect(withoutActualSize(v.stdout)).toBe(withoutActualSize(q.stdout));
-}
-
-function allSameAsQemu(name: string): void {
-  sameAsQemu(['info', '--output=json', '--backing-chain', name]);
-  sameAsQemu(['info', name]);
-  sameAsQemu(['map', '--output=json', name]);
-  sameAsQemu(['map', name]);
-  ok('qemu-img convert', qemuImg(['convert', '-O', 'raw', name, name + '.q.raw'], { cwd: dir }));
-  ok('vdisk convert', vdisk(['convert', '-O', 'raw', name, name + '.v.raw'], { cwd: dir }));
-  expect(Buffer.compare(read(name + '.v.raw'), read(name + '.q.raw'))).toBe(0);
-}
+const scratch = scratchDir('qed');
+const { read, write, sameAsQemu, allSameAsQemu } = scratch;
 
 // ---------------------------------------------------------------------------
 // QED images written from the specification
@@ -226,17 +200,17 @@ describe('1-cluster tables', () => {
 
   it('are refused by qemu-img, whose table offset check cannot pass for them', () => {
     write('t1.qed', built.bytes);
-    const q = qemuImg(['info', 't1.qed'], { cwd: dir });
+    const q = qemuImg(['info', 't1.qed'], { cwd: scratch.dir });
     expect(q.status).toBe(1);
     expect(q.stderr).toMatch(/QED table offset is invalid/);
   });
 
   it('are read here, as the specification allows them', async () => {
     write('t1.qed', built.bytes);
-    const info = vdisk(['info', '--output=json', 't1.qed'], { cwd: dir });
+    const info = vdisk(['info', '--output=json', 't1.qed'], { cwd: scratch.dir });
     ok('vdisk info', info);
     expect(JSON.parse(info.stdout)).toMatchObject({ format: 'qed', 'cluster-size': 4096, 'virtual-size': spec.size });
-    ok('vdisk convert', vdisk(['convert', '-O', 'raw', 't1.qed', 't1.raw'], { cwd: dir }));
+    ok('vdisk convert', vdisk(['convert', '-O', 'raw', 't1.qed', 't1.raw'], { cwd: scratch.dir }));
     expect(Buffer.compare(read('t1.raw'), expected(spec))).toBe(0);
 
     const image = await openImage(new MemorySource('t1.qed', built.bytes), { opener: memOpener({}) });
@@ -422,31 +396,6 @@ describe('random damage', () => {
   });
 });
 
-/**
- * A file of any size that holds zeros except where `patches` say: lets a test
- * build an image with 1 GiB tables without 1 GiB of memory, and counts what
- * is read.
- */
-class SparseSource implements ByteSource {
-  bytesRead = 0;
-  constructor(
-    readonly name: string,
-    readonly size: number,
-    private readonly patches: [number, Uint8Array][],
-  ) {}
-
-  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
-    this.bytesRead += length;
-    const out = into ?? new Uint8Array(length);
-    out.fill(0);
-    for (const [at, bytes] of this.patches) {
-      const from = Math.max(at, offset);
-      const to = Math.min(at + bytes.length, offset + length);
-      if (from < to) out.set(bytes.subarray(from - at, to - at), from - offset);
-    }
-    return out;
-  }
-}
 
 describe('tables of 16 clusters of 64 MiB (1 GiB each)', () => {
   const cs = 64 * MiB;

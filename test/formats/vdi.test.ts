@@ -4,12 +4,11 @@
 // VirtualBox aligns it, an entry beyond the declared block count), a file too
 // short to be a VDI, a large sparse image, and -f vdi on a file that is not
 // one. Wherever qemu-img reads an image, the expected answer is qemu-img's.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeRun, qemuImg, run, vdisk, type RunResult } from '../helpers/run.ts';
+import { qemuImg, run, vdisk } from '../helpers/run.ts';
+import { ok, scratchDir } from '../helpers/scratch.ts';
 import { parseHeader } from '../../engine/drivers/vdi/header.ts';
 import { vdiDriver } from '../../engine/drivers/vdi/driver.ts';
 import * as L from '../../engine/drivers/vdi/layout.ts';
@@ -18,37 +17,8 @@ import { ImageFormatError, UnsupportedFeatureError, VDiskError } from '../../eng
 import type { Opener } from '../../engine/io/opener.ts';
 
 const MiB = 1024 * 1024;
-let dir: string;
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vdisk-vdi-'));
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const ok = (label: string, r: RunResult) => expect(r.status, describeRun(label, r)).toBe(0);
-const withoutActualSize = (s: string) => s.replace(/^.*"actual-size".*\n/gm, '').replace(/^disk size:.*\n/gm, '');
-const read = (name: string) => new Uint8Array(readFileSync(join(dir, name)));
-const write = (name: string, bytes: Uint8Array) => writeFileSync(join(dir, name), bytes);
-
-/** Both tools, the same arguments, the same output (minus actual-size / disk size). */
-function sameAsQemu(args: string[]): string {
-  const q = qemuImg(args, { cwd: dir });
-  const v = vdisk(args, { cwd: dir });
-  ok('qemu-img ' + args.join(' '), q);
-  ok('vdisk ' + args.join(' '), v);
-  expect(withoutActualSize(v.stdout)).toBe(withoutActualSize(q.stdout));
-  return v.stdout;
-}
-
-/** info, map and convert -O raw agree with qemu-img. */
-function allSameAsQemu(name: string): void {
-  sameAsQemu(['info', '--output=json', name]);
-  sameAsQemu(['info', name]);
-  sameAsQemu(['map', '--output=json', name]);
-  sameAsQemu(['map', name]);
-  ok('qemu-img convert', qemuImg(['convert', '-O', 'raw', name, name + '.q.raw'], { cwd: dir }));
-  ok('vdisk convert', vdisk(['convert', '-O', 'raw', name, name + '.v.raw'], { cwd: dir }));
-  expect(Buffer.compare(read(name + '.v.raw'), read(name + '.q.raw'))).toBe(0);
-}
+const scratch = scratchDir('vdi');
+const { read, write, sameAsQemu, allSameAsQemu } = scratch;
 
 // ---------------------------------------------------------------------------
 // VDI structures, written from the layout (engine/drivers/vdi/layout.ts)
@@ -226,8 +196,8 @@ describe('images qemu-img cannot make', () => {
   it('takes a file shorter than a VDI header for one when the signature is there, as qemu-img does', () => {
     // qemu probes and reads the header zero-padded; the block map is then past the end of the file.
     write('short.vdi', header().subarray(0, 500));
-    expect(qemuImg(['info', 'short.vdi'], { cwd: dir }).stdout).toContain('file format: vdi');
-    const v = vdisk(['info', 'short.vdi'], { cwd: dir });
+    expect(qemuImg(['info', 'short.vdi'], { cwd: scratch.dir }).stdout).toContain('file format: vdi');
+    const v = vdisk(['info', 'short.vdi'], { cwd: scratch.dir });
     expect(v.status).toBe(1);
     expect(v.stderr).toMatch(/'short.vdi': VDI block table at offset 512: .* runs past the end of the file \(500 bytes\)/);
     write('tiny.vdi', header().subarray(0, 60));
@@ -236,8 +206,8 @@ describe('images qemu-img cannot make', () => {
 
   it('refuses -f vdi on a file that is not a VDI, as qemu-img does', () => {
     write('plain.raw', new Uint8Array(MiB).fill(0x42));
-    const q = qemuImg(['info', '-f', 'vdi', 'plain.raw'], { cwd: dir });
-    const v = vdisk(['info', '-f', 'vdi', 'plain.raw'], { cwd: dir });
+    const q = qemuImg(['info', '-f', 'vdi', 'plain.raw'], { cwd: scratch.dir });
+    const v = vdisk(['info', '-f', 'vdi', 'plain.raw'], { cwd: scratch.dir });
     expect(q.status).toBe(1);
     expect(v.status).toBe(1);
     expect(v.stderr).toContain("'plain.raw'");
@@ -250,8 +220,8 @@ describe('images qemu-img cannot make', () => {
 
 describe('a 1 TiB sparse VDI (4 MiB block map)', () => {
   beforeAll(() => {
-    ok('create', qemuImg(['create', '-q', '-f', 'vdi', 'big.vdi', '1T'], { cwd: dir }));
-    ok('qemu-io', run('qemu-io', ['-f', 'vdi', '-c', 'write -P 0x5a 0 64k', '-c', 'write -P 0xa5 512G 2M', '-c', `write -P 0x33 ${1023 * 1024 * MiB + 1020 * MiB} 4M`, 'big.vdi'], { cwd: dir }));
+    ok('create', qemuImg(['create', '-q', '-f', 'vdi', 'big.vdi', '1T'], { cwd: scratch.dir }));
+    ok('qemu-io', run('qemu-io', ['-f', 'vdi', '-c', 'write -P 0x5a 0 64k', '-c', 'write -P 0xa5 512G 2M', '-c', `write -P 0x33 ${1023 * 1024 * MiB + 1020 * MiB} 4M`, 'big.vdi'], { cwd: scratch.dir }));
   });
 
   it('maps and reports info like qemu-img', () => {
