@@ -1,5 +1,6 @@
 /** Worker side of the Measure view (and the size estimate in Convert): `qemu-img measure` of an image or a size. */
 import type { Measurement } from '../../engine/writer.ts';
+import { measurers } from '../../engine/drivers/writers.ts';
 import type { Outcome, PickedFile } from '../lib/engine-protocol.ts';
 import { attempt, engineOver } from './common.ts';
 
@@ -16,6 +17,8 @@ export interface MeasureRequest {
 
 export interface MeasureOps {
   measure(files: PickedFile[], req: MeasureRequest): Promise<Outcome<Measurement>>;
+  /** The formats `measure` can size (-O), as qemu names them. */
+  measureFormats(): Promise<string[]>;
 }
 
 export const measureOps: MeasureOps = {
@@ -29,5 +32,9 @@ export const measureOps: MeasureOps = {
         options: new Map(req.options ?? []),
       }),
     );
+  },
+
+  async measureFormats() {
+    return measurers.map((m) => m.name);
   },
 };
