@@ -1,8 +1,13 @@
-/** Worker side of the Compare view: `qemu-img compare` of two picked images (with `--all` ranges), and bytes for the hex view. */
+/**
+ * Worker side of the Compare view: `qemu-img compare` of two picked images
+ * (with `--all` ranges), the command it corresponds to and qemu-img's exit
+ * code for the answer, and bytes for the hex view.
+ */
 import { transfer } from 'comlink';
-import type { CompareReport } from '../../engine/ops/compare.ts';
+import { VDiskError } from '../../engine/errors.ts';
+import { CompareStepError, type CompareReport } from '../../engine/ops/compare.ts';
 import type { Outcome, PickedFile, Progress } from '../lib/engine-protocol.ts';
-import { attempt, engineOver, throttled } from './common.ts';
+import { attempt, engineOver, failureOf, shellWordOf, throttled } from './common.ts';
 
 export interface CompareRequest {
   a: { name: string; format?: string };
@@ -13,8 +18,15 @@ export interface CompareRequest {
   all?: boolean;
 }
 
+/** A compare's answer (or failure), with the qemu-img command it answers and the exit code qemu-img would give. */
+export type CompareOutcome = Outcome<CompareReport> & {
+  command: string;
+  /** 0 identical, 1 different, 2 could not open, 3 allocation error, 4 read error. */
+  exitCode: number;
+};
+
 export interface CompareOps {
-  compare(files: PickedFile[], req: CompareRequest, onProgress?: (p: Progress) => void): Promise<Outcome<CompareReport>>;
+  compare(files: PickedFile[], req: CompareRequest, onProgress?: (p: Progress) => void): Promise<CompareOutcome>;
   /** Guest bytes of an image, at most 64 KiB; past its end reads as zeros. */
   read(files: PickedFile[], name: string, offset: number, length: number): Promise<Outcome<Uint8Array>>;
 }
@@ -22,10 +34,30 @@ export interface CompareOps {
 /** The hex view shows a screenful; a larger read is a mistake, not a request. */
 const MAX_READ = 64 * 1024;
 
+/** The qemu-img command line for a request (`--all` is vdisk's own, so it is left out). */
+function compareCommand(req: CompareRequest): string {
+  const words = ['qemu-img', 'compare'];
+  if (req.a.format) words.push('-f', req.a.format);
+  if (req.b.format) words.push('-F', req.b.format);
+  if (req.strict) words.push('-s');
+  words.push(shellWordOf(req.a.name), shellWordOf(req.b.name));
+  return words.join(' ');
+}
+
+/** qemu-img compare's exit code for a failure: a failed step says which; anything else happened while opening. */
+const exitCodeOf = (e: VDiskError) => (e instanceof CompareStepError ? (e.step === 'allocation' ? 3 : 4) : 2);
+
 export const compareOps: CompareOps = {
   async compare(files, req, onProgress) {
     const { api } = await engineOver(files);
-    return attempt(() => api.compare(req.a, req.b, { strict: req.strict, all: req.all, onProgress: throttled(onProgress) }));
+    const command = compareCommand(req);
+    try {
+      const value = await api.compare(req.a, req.b, { strict: req.strict, all: req.all, onProgress: throttled(onProgress) });
+      return { ok: true, value, command, exitCode: value.identical ? 0 : 1 };
+    } catch (e) {
+      if (!(e instanceof VDiskError)) throw e;
+      return { ok: false, error: failureOf(e), command, exitCode: exitCodeOf(e) };
+    }
   },
 
   async read(files, name, offset, length) {
