@@ -11,7 +11,8 @@ import { mapOps } from './worker/map.ts';
 import { checkOps } from './worker/check.ts';
 import { compareOps } from './worker/compare.ts';
 import { measureOps } from './worker/measure.ts';
+import { convertOps } from './worker/convert.ts';
 
-const facade: EngineWorker = { ...infoOps, ...mapOps, ...checkOps, ...compareOps, ...measureOps };
+const facade: EngineWorker = { ...infoOps, ...mapOps, ...checkOps, ...compareOps, ...measureOps, ...convertOps };
 
 expose(facade);

@@ -4,7 +4,9 @@
  * into async calls. One worker serves the page, started on first use. A call
  * never outlives its worker: when the worker is stopped (Cancel) or breaks,
  * every call still waiting on it fails with `EngineStopped`, and the next call
- * starts a fresh worker.
+ * starts a fresh worker. Engine errors come back as values, so a call that
+ * throws met something unexpected (a bug, memory that could not be had): its
+ * worker is replaced too, as if it had crashed.
  */
 import { wrap, type Remote } from 'comlink';
 import type { EngineWorker } from './engine-protocol.ts';
@@ -35,6 +37,7 @@ const stopListeners = new Set<(reason: EngineStopped) => void>();
 function start(): Running {
   const worker = new Worker(new URL('../worker.ts', import.meta.url), { type: 'module', name: 'vdisk-engine' });
   let stop!: (reason: EngineStopped) => void;
+  let done = false;
   const stopped = new Promise<never>((_, reject) => (stop = reject));
   // A worker nobody is waiting on may stop too; that is not an unhandled rejection.
   stopped.catch(() => undefined);
@@ -43,6 +46,9 @@ function start(): Running {
     remote: wrap<EngineWorker>(worker),
     stopped,
     stop(reason) {
+      // Stopped once: a crash seen by two waiting calls is told once.
+      if (done) return;
+      done = true;
       worker.terminate();
       if (running === r) running = undefined;
       stop(reason);
@@ -62,7 +68,12 @@ function start(): Running {
 export function engine<T>(call: (remote: Remote<EngineWorker>) => Promise<T>): Promise<T> {
   running ??= start();
   const r = running;
-  return Promise.race([call(r.remote), r.stopped]);
+  return Promise.race([call(r.remote), r.stopped]).catch((e: unknown) => {
+    if (e instanceof EngineStopped) throw e;
+    const reason = new EngineStopped(`The engine stopped on an unexpected error: ${e instanceof Error ? e.message : String(e)}. It has been restarted; try again.`, false);
+    r.stop(reason);
+    throw reason;
+  });
 }
 
 /** Stops the worker and whatever it was doing (Cancel); the next call starts a fresh one. */

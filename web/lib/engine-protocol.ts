@@ -15,14 +15,16 @@ import type { MapOps } from '../worker/map.ts';
 import type { CheckOps } from '../worker/check.ts';
 import type { CompareOps } from '../worker/compare.ts';
 import type { MeasureOps } from '../worker/measure.ts';
+import type { ConvertOps } from '../worker/convert.ts';
 
 export type { ImageInfo, SnapshotInfo, ReferenceKind, QValue };
 export type { MapData, MapRequest } from '../worker/map.ts';
 export type { CheckOutcome } from '../worker/check.ts';
-export type { CompareRequest } from '../worker/compare.ts';
+export type { CompareOutcome, CompareRequest } from '../worker/compare.ts';
 export type { CompareReport, DiffRange } from '../../engine/ops/compare.ts';
 export type { MeasureRequest } from '../worker/measure.ts';
 export type { Measurement } from '../../engine/writer.ts';
+export type { ConvertJob, ConvertResult, SaveTarget } from '../worker/convert.ts';
 
 /** A file the user gave: its path relative to the folder they picked (or its bare name), and its bytes. */
 export type { PickedFile } from '../../engine/io/file-set.ts';
@@ -87,4 +89,4 @@ export type InfoOutcome =
   | { ok: false; layers: LayerReport[]; text?: InfoText; missing?: MissingFile; error: { file: string; message: string } };
 
 /** The facade the worker exposes. */
-export type EngineWorker = InfoOps & MapOps & CheckOps & CompareOps & MeasureOps;
+export type EngineWorker = InfoOps & MapOps & CheckOps & CompareOps & MeasureOps & ConvertOps;

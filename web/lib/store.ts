@@ -36,6 +36,8 @@ export interface RecentFile {
   handle: FileSystemHandle;
   /** The image to show among the files the handle gives (its path inside the folder). */
   image: string;
+  /** The other files or folders picked with it (its backing files, extents), reopened with it. */
+  companions?: FileSystemHandle[];
   openedAt: number;
 }
 

@@ -9,8 +9,8 @@ import { engine, EngineStopped, onEngineStopped } from './engine-client.ts';
 import type { Candidate, InfoOutcome, PickedFile, Progress } from './engine-protocol.ts';
 import { Task } from './progress.svelte.ts';
 
-/** The sample images in public/samples, top first (made by scripts/make-samples.sh). */
-const SAMPLE_FILES = ['demo.qcow2', 'base.qcow2'];
+/** The sample images in public/samples (made by scripts/make-samples.sh); the first is the one shown. */
+const SAMPLE_FILES = ['demo.qcow2', 'base.qcow2', 'demo.vmdk'];
 
 /** An image open in the workbench, with what `qemu-img info --backing-chain` said of it. */
 export interface OpenImage {
@@ -138,7 +138,7 @@ export class Workbench {
     }
   }
 
-  /** Opens the bundled sample (an overlay and its backing file), fetched from this same origin. */
+  /** Opens the bundled samples (a qcow2 overlay with its backing file, and a VMDK), fetched from this same origin. */
   async openSample(): Promise<void> {
     this.busy = true;
     this.problem = undefined;

@@ -5,6 +5,12 @@
 import type { Component } from 'svelte';
 import type { OpenImage, Workbench } from '../lib/workbench.svelte.ts';
 import InfoView from './info/InfoView.svelte';
+import CompareView from './compare/CompareView.svelte';
+import MapView from './map/MapView.svelte';
+import CheckView from './check/CheckView.svelte';
+import MeasureView from './measure/MeasureView.svelte';
+import ConvertView from './convert/ConvertView.svelte';
+import SparsifyView from './sparsify/SparsifyView.svelte';
 
 export interface ViewProps {
   wb: Workbench;
@@ -17,4 +23,4 @@ export interface ViewEntry {
   component: Component<ViewProps>;
 }
 
-export const VIEWS: ViewEntry[] = [{ id: 'info', label: 'Info', component: InfoView }];
+export const VIEWS: ViewEntry[] = [{ id: 'info', label: 'Info', component: InfoView }, { id: 'map', label: 'Map', component: MapView }, { id: 'check', label: 'Check', component: CheckView }, { id: 'compare', label: 'Compare', component: CompareView }, { id: 'convert', label: 'Convert', component: ConvertView }, { id: 'sparsify', label: 'Sparsify', component: SparsifyView }, { id: 'measure', label: 'Measure', component: MeasureView }];
