@@ -9,7 +9,7 @@ import { ReadError } from '../../engine/errors.ts';
 const MiB = 1024 * 1024;
 
 /** A Blob that counts the reads made of it. */
-function countingBlob(bytes: Uint8Array): { blob: Blob; reads: () => number } {
+function countingBlob(bytes: Uint8Array<ArrayBuffer>): { blob: Blob; reads: () => number } {
   let reads = 0;
   const real = new Blob([bytes]);
   const blob = {
