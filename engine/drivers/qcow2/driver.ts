@@ -45,6 +45,26 @@ const enum Unit {
 
 const hex = (n: number) => '0x' + n.toString(16);
 
+/** A structure of the image file that tables and data clusters must never point into. */
+interface Region {
+  name: string;
+  start: number;
+  end: number;
+}
+
+/** The fixed metadata of the file: its header cluster, the active L1 table, the refcount table. */
+function fixedRegions(h: Qcow2Header): Region[] {
+  const cs = 2 ** h.clusterBits;
+  const regions = [
+    { name: 'header', start: 0, end: cs },
+    { name: 'active L1 table', start: h.l1TableOffset, end: h.l1TableOffset + h.l1Size * 8 },
+    { name: 'refcount table', start: h.refcountTableOffset, end: h.refcountTableOffset + h.refcountTableClusters * cs },
+  ];
+  return regions.filter((r) => r.end > r.start);
+}
+
+const overlap = (r: Region, start: number, end: number) => start < r.end && r.start < end;
+
 /** State shared by an image and the snapshot views opened from it. */
 class Qcow2File {
   readonly clusterSize: number;
@@ -53,6 +73,8 @@ class Qcow2File {
   readonly l2Entries: number;
   readonly unitSize: number;
   readonly l2Cache = new LruCache<number, DataView>(L2_CACHE_BYTES, (v) => v.byteLength);
+  /** What L2 tables and data clusters in this file may not overlap (qemu reads them anyway, aliasing metadata as guest data). */
+  readonly regions: Region[];
 
   constructor(
     readonly source: ByteSource,
@@ -65,6 +87,12 @@ class Qcow2File {
     this.entryBytes = this.extL2 ? 16 : 8;
     this.l2Entries = this.clusterSize / this.entryBytes;
     this.unitSize = this.extL2 ? this.clusterSize / L.SUBCLUSTERS_PER_CLUSTER : this.clusterSize;
+    this.regions = fixedRegions(header);
+  }
+
+  /** The metadata structure [start, end) of the image file overlaps, if any. */
+  aliased(start: number, end: number): string | undefined {
+    return this.regions.find((r) => overlap(r, start, end))?.name;
   }
 
   get hasDataFile(): boolean {
@@ -105,6 +133,8 @@ class Qcow2File {
       if (offset + this.clusterSize > this.source.size) {
         throw this.fail('L2 table', offset, `L2 table (L1 index ${hex(l1Index)}) lies past the end of the file`);
       }
+      const alias = this.aliased(offset, offset + this.clusterSize);
+      if (alias) throw this.fail('L2 table', offset, `L2 table (L1 index ${hex(l1Index)}) overlaps the ${alias}`);
       return viewOf(await this.source.read(offset, this.clusterSize));
     });
   }
@@ -182,6 +212,10 @@ class Qcow2Layer implements Layer {
         if (hostOffset >= f.dataSource.size) {
           throw f.fail('L2 table', l2Offset, `data cluster at ${hex(first.host)} lies past the end of ${f.dataSource.name}`);
         }
+        if (f.dataSource === f.source) {
+          const alias = f.aliased(hostOffset, hostOffset + length);
+          if (alias) throw f.fail('L2 table', l2Offset, `data cluster at ${hex(first.host)} overlaps the ${alias}`);
+        }
         return { kind: 'data', offset, length, source: f.dataSource, hostOffset };
       case Unit.ZeroAlloc:
         return { kind: 'zero', offset, length, host: { source: f.dataSource, hostOffset } };
@@ -241,6 +275,9 @@ class Qcow2Layer implements Layer {
     if (hostOffset >= f.source.size) {
       throw f.fail('L2 table', l2Offset, `compressed cluster at ${hex(hostOffset)} lies past the end of the file`);
     }
+    // Only where it starts: its stored length is rounded to sectors and may run on.
+    const alias = f.aliased(hostOffset, hostOffset + 1);
+    if (alias) throw f.fail('L2 table', l2Offset, `compressed cluster at ${hex(hostOffset)} lies in the ${alias}`);
     return { guestOffset, size: f.clusterSize, source: f.source, hostOffset, hostLength };
   }
 
@@ -357,6 +394,17 @@ async function open(source: ByteSource, ctx: OpenContext): Promise<Layer> {
   const snapshots = await readSnapshotTable(source, h);
   const file = new Qcow2File(source, dataSource, h, snapshots);
   const l1 = await file.readL1('Active L1 table', h.l1TableOffset, h.l1Size, ctx.forCheck);
+  // The tables must not overlap each other or the header; opened to be checked, check reports it instead.
+  if (!ctx.forCheck) {
+    const regions = fixedRegions(h);
+    for (const [i, a] of regions.entries()) {
+      const b = regions.slice(i + 1).find((r) => overlap(r, a.start, a.end));
+      if (b) {
+        const field = b.name === 'refcount table' ? L.H.refcountTableOffset : L.H.l1TableOffset;
+        throw fail('qcow2 header', field, `the ${b.name} (${b.end - b.start} bytes at ${hex(b.start)}) overlaps the ${a.name} (${a.end - a.start} bytes at ${hex(a.start)})`);
+      }
+    }
+  }
   return new Qcow2Layer(file, l1, backingName);
 }
 

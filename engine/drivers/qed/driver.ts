@@ -33,6 +33,7 @@ class QedLayer implements Layer {
   /** Guest bytes one L2 table covers. */
   private readonly span: number;
   private readonly pageBytes: number;
+  private readonly tableBytes: number;
   private readonly pages = new LruCache<number, DataView>(TABLE_CACHE_BYTES, (v) => v.byteLength);
 
   constructor(
@@ -43,6 +44,7 @@ class QedLayer implements Layer {
     this.size = h.imageSize;
     this.clusterSize = h.clusterSize;
     const tableBytes = h.tableSize * h.clusterSize;
+    this.tableBytes = tableBytes;
     this.entries = tableBytes / L.ENTRY_BYTES;
     this.span = this.entries * h.clusterSize;
     this.pageBytes = Math.min(PAGE_BYTES, tableBytes);
@@ -64,6 +66,9 @@ class QedLayer implements Layer {
     if (!tableFits(this.h, l2Offset)) {
       throw this.fail('L1 table', l1Offset + l1Index * L.ENTRY_BYTES, `L2 table offset ${hex(l2Offset)} is invalid (L1 index ${l1Index})`);
     }
+    if (this.inL1(l2Offset, this.tableBytes)) {
+      throw this.fail('L1 table', l1Offset + l1Index * L.ENTRY_BYTES, `L2 table at ${hex(l2Offset)} overlaps the L1 table (L1 index ${l1Index})`);
+    }
 
     const cs = this.clusterSize;
     const stop = Math.min(end, tableStart + this.span);
@@ -78,6 +83,10 @@ class QedLayer implements Layer {
     if (first === L.ZERO_CLUSTER) return { kind: 'zero', offset, length };
     if (!clusterFits(this.h, first)) {
       throw this.fail('L2 table', l2Offset + index * L.ENTRY_BYTES, `data cluster offset ${hex(first)} is invalid (L1 index ${l1Index}, L2 index ${index})`);
+    }
+    // qemu reads such a cluster; its bytes would be the L1 table's, so it is refused, as past the end of the file is.
+    if (this.inL1(first, count * cs)) {
+      throw this.fail('L2 table', l2Offset + index * L.ENTRY_BYTES, `data cluster at ${hex(first)} overlaps the L1 table (L1 index ${l1Index}, L2 index ${index})`);
     }
     return { kind: 'data', offset, length, source: this.source, hostOffset: first + (offset % cs) };
   }
@@ -139,6 +148,12 @@ class QedLayer implements Layer {
   /** A page of a table; tables were checked to lie in the file, and pages divide them evenly. */
   private page(hostOffset: number): Promise<DataView> {
     return this.pages.getOrLoad(hostOffset, async () => viewOf(await this.source.read(hostOffset, this.pageBytes)));
+  }
+
+  /** True when [start, start + length) overlaps the L1 table (the header is kept out by clusterFits). */
+  private inL1(start: number, length: number): boolean {
+    const l1 = this.h.l1TableOffset;
+    return start < l1 + this.tableBytes && l1 < start + length;
   }
 
   private fail(structure: string, offset: number, detail: string): ImageFormatError {
