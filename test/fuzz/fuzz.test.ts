@@ -5,11 +5,17 @@
 // exception or a crashed worker is a failure, reported with the fixture, the
 // seed and the mutation so it can be made again.
 //
+// Besides the fixtures, images no fixture has are made here (test/fuzz/
+// generated.ts: seSparse and COWD extents, a VHDX log to replay); mutating an
+// extent opens the descriptor that names it. The summary gives, per format
+// and per source image, how many mutants survived (every operation ended with
+// an answer or a typed error).
+//
 // VDISK_FUZZ_MUTANTS sets the number of mutants per format (npm run fuzz uses
 // many more than npm test).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Worker } from 'node:worker_threads';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { ensureFixtures, FIXTURES_DIR, loadManifest } from '../helpers/fixtures.ts';
@@ -17,17 +23,19 @@ import { ROOT } from '../helpers/run.ts';
 import { probe } from '../../engine/drivers/index.ts';
 import { MemorySource } from '../../engine/io/source.ts';
 import { mutate } from './mutate.ts';
+import { generatedCases, type GeneratedCase } from './generated.ts';
 import type { Mutant, Outcome } from './worker.ts';
 
 const PER_FORMAT = Number(process.env.VDISK_FUZZ_MUTANTS ?? 60);
 const TIME_LIMIT_MS = 15_000;
 const MAX_FILE = 48 * 1024 * 1024;
 const WORKER_FILE = join(ROOT, 'test/.out/fuzz-worker.mjs');
+const GENERATED_DIR = join(ROOT, 'test/.out/fuzz-generated');
 
-interface Case {
+type Source = Omit<GeneratedCase, 'format'>;
+
+interface Case extends Source {
   format: string;
-  fixture: string;
-  path: string;
   seed: number;
 }
 
@@ -39,19 +47,18 @@ interface Failure {
 
 ensureFixtures();
 
-/** The fixtures worth mutating, by the format the engine detects. */
-async function casesByFormat(): Promise<Map<string, Case[]>> {
-  const byFormat = new Map<string, { fixture: string; path: string }[]>();
+/** The fixtures worth mutating, by the format the engine detects, and the generated images. */
+async function casesByFormat(generated: GeneratedCase[]): Promise<Map<string, Case[]>> {
+  const byFormat = new Map<string, Source[]>();
+  const add = (format: string, source: Source) => byFormat.set(format, [...(byFormat.get(format) ?? []), source]);
   for (const fx of loadManifest()) {
     if (fx.missing) continue;
     const path = join(FIXTURES_DIR, fx.file);
     if (statSync(path).size > MAX_FILE) continue;
     const head = readFileSync(path).subarray(0, 4096);
-    const format = (await probe(new MemorySource(path, head))).name;
-    const list = byFormat.get(format) ?? [];
-    list.push({ fixture: fx.name, path });
-    byFormat.set(format, list);
+    add((await probe(new MemorySource(path, head))).name, { fixture: fx.name, path, image: path, focus: [] });
   }
+  for (const { format, ...source } of generated) add(format, source);
   const out = new Map<string, Case[]>();
   for (const [format, fixtures] of byFormat) {
     out.set(
@@ -72,7 +79,7 @@ async function runAll(cases: Case[], onFailure: (f: Failure) => void, counts: Re
     let worker: Worker | undefined;
     while (next < cases.length) {
       const c = cases[next++]!;
-      const m = mutate(original(c.path), c.seed);
+      const m = mutate(original(c.path), c.seed, c.focus);
       worker ??= new Worker(WORKER_FILE, { resourceLimits: { maxOldGenerationSizeMb: 384 } });
       const w = worker;
       const result = await new Promise<Outcome | string>((resolve) => {
@@ -90,7 +97,7 @@ async function runAll(cases: Case[], onFailure: (f: Failure) => void, counts: Re
         w.on('message', onMessage);
         w.on('error', onError);
         w.on('exit', onExit);
-        w.postMessage({ id: c.seed, path: c.path, bytes: m.bytes } satisfies Mutant);
+        w.postMessage({ id: c.seed, path: c.path, bytes: m.bytes, image: c.image } satisfies Mutant);
       });
       if (typeof result === 'string') {
         onFailure({ case: c, what: m.what, problem: result });
@@ -108,8 +115,17 @@ async function runAll(cases: Case[], onFailure: (f: Failure) => void, counts: Re
   await Promise.all([lane(), lane()]);
 }
 
-const summary: Record<string, { mutants: number; survived: number; ok: number; typed: number }> = {};
+interface Tally {
+  mutants: number;
+  survived: number;
+  ok: number;
+  typed: number;
+  /** Per source image: mutants and how many survived. */
+  sources: Record<string, { mutants: number; survived: number }>;
+}
+const summary: Record<string, Tally> = {};
 let cases: Map<string, Case[]>;
+let generated: GeneratedCase[];
 
 beforeAll(async () => {
   mkdirSync(join(ROOT, 'test/.out'), { recursive: true });
@@ -122,14 +138,39 @@ beforeAll(async () => {
     target: 'node20',
     logLevel: 'warning',
   });
-  cases = await casesByFormat();
+  rmSync(GENERATED_DIR, { recursive: true, force: true });
+  mkdirSync(GENERATED_DIR, { recursive: true });
+  generated = generatedCases(GENERATED_DIR);
+  cases = await casesByFormat(generated);
 }, 120_000);
 
 afterAll(() => {
   writeFileSync(join(ROOT, 'test/.out/fuzz-summary.json'), JSON.stringify(summary, null, 2) + '\n');
   for (const [format, s] of Object.entries(summary)) {
     console.log(`fuzz ${format.padEnd(10)} ${s.survived}/${s.mutants} mutants survived (${s.ok} operations answered, ${s.typed} typed errors)`);
+    const gen = Object.entries(s.sources).filter(([name]) => name.startsWith('gen-'));
+    for (const [name, g] of gen) console.log(`     ${''.padEnd(10)} of which ${name}: ${g.survived}/${g.mutants}`);
   }
+});
+
+describe('the generated images', () => {
+  it('read without error before they are mutated', async () => {
+    const worker = new Worker(WORKER_FILE);
+    try {
+      for (const g of generated) {
+        const bytes = new Uint8Array(readFileSync(g.path));
+        const outcome = await new Promise<Outcome>((resolve) => {
+          worker.once('message', resolve);
+          worker.postMessage({ id: 0, path: g.path, bytes, image: g.image } satisfies Mutant);
+        });
+        expect(outcome.ops, g.fixture).toEqual({ info: 'ok', map: 'ok', check: expect.any(String), read: 'ok', compare: 'ok' });
+        // check opens the image as qemu-img does, which refuses a VHDX log it would have to replay.
+        expect(outcome.ops.check, g.fixture).toMatch(/^(ok|typed:)/);
+      }
+    } finally {
+      await worker.terminate();
+    }
+  });
 });
 
 const FORMATS = ['raw', 'qcow2', 'qcow', 'qed', 'vmdk', 'vpc', 'vhdx', 'vdi', 'parallels'];
@@ -142,7 +183,13 @@ describe('mutated images end with an answer or a typed error', () => {
     const counts = { ok: 0, typed: 0, untyped: 0 };
     await runAll(mine, (f) => failures.push(f), counts);
     const failed = new Set(failures.map((f) => f.case.seed + f.case.path));
-    summary[format] = { mutants: mine.length, survived: mine.length - failed.size, ok: counts.ok, typed: counts.typed };
+    const sources: Tally['sources'] = {};
+    for (const c of mine) {
+      const t = (sources[c.fixture] ??= { mutants: 0, survived: 0 });
+      t.mutants++;
+      if (!failed.has(c.seed + c.path)) t.survived++;
+    }
+    summary[format] = { mutants: mine.length, survived: mine.length - failed.size, ok: counts.ok, typed: counts.typed, sources };
     const report = failures.map((f) => `${f.case.fixture} seed ${f.case.seed} (${f.what}): ${f.problem.split('\n').slice(0, 4).join(' | ')}`);
     expect(report).toEqual([]);
   }, 600_000);

@@ -1,7 +1,8 @@
 /**
  * Deterministic mutations of real images: bit flips, 4- and 8-byte fields set
  * to 0, all-ones or huge values, and truncation — half of them aimed at the
- * first 64 KiB (headers and first tables), half anywhere in the file.
+ * first 64 KiB (headers and first tables), half anywhere in the file; with
+ * metadata ranges given, a third each in them, the first 64 KiB, anywhere.
  */
 
 /** A small seeded PRNG (mulberry32), so a failing mutant can be made again from its seed. */
@@ -23,11 +24,23 @@ export interface Mutation {
   what: string;
 }
 
-export function mutate(original: Uint8Array, seed: number): Mutation {
+/**
+ * `focus` lists metadata ranges [start, end) of the file (tables deep in it,
+ * a log): when given, a third of the mutations land in one of them.
+ */
+export function mutate(original: Uint8Array, seed: number, focus: readonly [number, number][] = []): Mutation {
   const rnd = prng(seed);
   const bytes = original.slice();
-  const span = rnd() < 0.5 ? Math.min(bytes.length, 65536) : bytes.length;
-  const at = Math.floor(rnd() * Math.max(1, span));
+  let at: number;
+  const pick = rnd();
+  if (focus.length > 0 && pick < 1 / 3) {
+    const [start, end] = focus[Math.floor(rnd() * focus.length)]!;
+    at = Math.min(bytes.length - 1, start + Math.floor(rnd() * Math.max(1, end - start)));
+  } else {
+    const headers = focus.length > 0 ? pick < 2 / 3 : pick < 0.5;
+    const span = headers ? Math.min(bytes.length, 65536) : bytes.length;
+    at = Math.floor(rnd() * Math.max(1, span));
+  }
   const kind = Math.floor(rnd() * 4);
   const view = new DataView(bytes.buffer);
   if (kind === 0) {

@@ -8,14 +8,17 @@ import { parentPort } from 'node:worker_threads';
 import { EngineApi, type Workspace } from '../../engine/api.ts';
 import { VDiskError } from '../../engine/errors.ts';
 import { MemorySource } from '../../engine/io/source.ts';
-import { nodeOpener } from '../../cli/node-io.ts';
+import { nodeOpener, nodeWorkspace } from '../../cli/node-io.ts';
+import { combinePath, normalizePath, type Opener } from '../../engine/io/opener.ts';
 import type { ByteSink } from '../../engine/io/sink.ts';
 
 export interface Mutant {
   id: number;
-  /** The mutated image, known by this path; files it refers to are read from disk. */
+  /** The mutated file, known by this path; every other file is read from disk. */
   path: string;
   bytes: Uint8Array;
+  /** The image opened: `path` itself, or an image that refers to it (a descriptor naming a mutated extent). */
+  image: string;
 }
 
 export interface Outcome {
@@ -38,12 +41,16 @@ async function outcome(op: () => Promise<unknown>): Promise<string> {
 }
 
 async function run(m: Mutant): Promise<Outcome> {
-  const ws: Workspace = {
-    opener: nodeOpener,
-    open: async (name) => (name === m.path ? new MemorySource(m.path, m.bytes) : nodeOpener.open(name, new MemorySource(m.path, m.bytes), 'image')),
+  const mutated = new MemorySource(m.path, m.bytes);
+  const isMutated = (path: string) => normalizePath(path) === normalizePath(m.path);
+  // The mutated file stands in wherever it is named: as the image, or as a file an image refers to.
+  const opener: Opener = {
+    resolve: nodeOpener.resolve,
+    open: async (name, from, kind) => (isMutated(combinePath(from.name, name)) ? mutated : nodeOpener.open(name, from, kind)),
   };
+  const ws: Workspace = { opener, open: async (name) => (isMutated(name) ? mutated : nodeWorkspace.open(name)) };
   const api = new EngineApi(ws);
-  const name = m.path;
+  const name = m.image;
   return {
     id: m.id,
     ops: {
