@@ -72,7 +72,7 @@ describe('Info page', () => {
 
       // The JSON block is qemu-img's own output for the chain.
       await page.getByRole('button', { name: 'JSON', exact: true }).click();
-      const shown = JSON.parse((await page.locator('pre[data-output="json"]').textContent())!) as Json[];
+      const shown = JSON.parse((await page.locator('pre[data-output="info-json"]').textContent())!) as Json[];
       expect(comparable(shown)).toEqual(comparable(expected));
 
       await snap(page, 'info');
@@ -115,6 +115,21 @@ describe('Info page', () => {
       expect(await page.locator('[data-field="snapshot-name"]').allTextContents()).toEqual((top.snapshots as Json[]).map((s) => s.name));
       expect(await page.locator('.chain button').count()).toBe(expected.length);
       await snap(page, 'info-sample');
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('opening an image while the Reports page shows leaves that page for the image', async () => {
+    const { context, page } = await openApp();
+    try {
+      await page.getByRole('button', { name: 'Reports' }).click();
+      await field(page, 'no-reports').waitFor();
+      await page.setInputFiles('input[name="image-files"]', [path.join(work, 'overlay.qcow2'), path.join(work, 'base-disk.qcow2')]);
+      await field(page, 'virtual-size').waitFor();
+      expect(await paneTitle(page)).toBe('overlay.qcow2');
+      expect(await field(page, 'no-reports').count()).toBe(0);
+      expect(await page.getByRole('button', { name: 'Reports' }).getAttribute('aria-pressed')).toBe('false');
     } finally {
       await context.close();
     }

@@ -206,6 +206,35 @@ describe('Check view', () => {
       }
     });
   }
+
+  test('Cancel stops a long check, says so with a way to run it again, and the next check completes', async () => {
+    // Metadata preallocated over 256 GiB: 4 Mi clusters to count (about a second even for the CLI), 40 MiB on disk.
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', 'big.qcow2', '256G');
+    try {
+      const expected = qemuCheck('big.qcow2');
+      const { page, close } = await openView(['big.qcow2'], 'Check');
+      try {
+        const task = page.getByRole('group', { name: 'Check of big.qcow2 progress' });
+        // No byte count from a check: the bar is indeterminate (no value).
+        expect(await task.locator('progress').getAttribute('value')).toBeNull();
+        await task.getByRole('button', { name: 'Cancel' }).click();
+        await field(page, 'stopped').waitFor();
+        expect(await field(page, 'check-verdict').count()).toBe(0);
+        await expect.poll(() => page.locator('p.status').textContent()).toBe('Check of big.qcow2 was cancelled.');
+        await snap(page, 'check-cancelled');
+
+        await page.getByRole('button', { name: 'Check again' }).click();
+        await field(page, 'check-verdict').waitFor({ timeout: 20_000 });
+        expect(await field(page, 'check-exit-code').textContent()).toBe(String(expected.status));
+        expect((await field(page, 'check-allocated-clusters').textContent())?.trim()).toMatch(new RegExp(`^${expected.json['allocated-clusters']} / `));
+        expect(await field(page, 'stopped').count()).toBe(0);
+      } finally {
+        await close();
+      }
+    } finally {
+      rmSync(filePath('big.qcow2'));
+    }
+  });
 });
 
 describe('Measure view', () => {

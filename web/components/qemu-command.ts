@@ -5,3 +5,6 @@ export const shellWord = (s: string) => (/^[\w./+@:=,-]+$/.test(s) ? s : `'${s.r
 
 /** `qemu-img ARGS…`, each argument quoted as needed. */
 export const qemuCommand = (...args: string[]) => ['qemu-img', ...args.map(shellWord)].join(' ');
+
+/** The same command asking for JSON: `--output=json` right after the subcommand, where qemu-img's documentation puts it. */
+export const jsonCommand = (command: string) => command.replace(/^(qemu-img \S+)/, '$1 --output=json');

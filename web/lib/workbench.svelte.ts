@@ -74,6 +74,8 @@ export class Workbench {
   notice = $state<string | undefined>(undefined);
   /** The long operation running now, if any. */
   task = $state.raw<Task | undefined>(undefined);
+  /** Settles when the running task ends. */
+  #ended: Promise<unknown> = Promise.resolve();
 
   /** Picked files that open as images and that no other picked image uses as backing. */
   tops = $derived(this.candidates.filter((c) => c.format !== undefined && !c.referenced));
@@ -161,23 +163,28 @@ export class Workbench {
    * Runs a long operation with progress and Cancel. Resolves to its result,
    * or to undefined when it was cancelled or the engine stopped (the page
    * then says so). Only one runs at a time: the engine's worker does one
-   * thing at a time, and Cancel stops the worker.
+   * thing at a time, and Cancel stops the worker; a second one waits for the
+   * first to end (as a Check opened in the other pane while a Map runs).
    */
   async run<T>(label: string, op: (report: (p: Progress) => void) => Promise<T>): Promise<T | undefined> {
-    if (this.task) throw new Error(`${this.task.label} is still running.`);
+    while (this.task) await this.#ended;
     const task = new Task(label);
     this.task = task;
     this.problem = undefined;
     this.notice = undefined;
-    try {
-      return await op(task.report);
-    } catch (e) {
-      if (e instanceof EngineStopped) return undefined;
-      this.problem = messageOf(e);
-      return undefined;
-    } finally {
-      this.task = undefined;
-    }
+    const done = (async () => {
+      try {
+        return await op(task.report);
+      } catch (e) {
+        if (e instanceof EngineStopped) return undefined;
+        this.problem = messageOf(e);
+        return undefined;
+      } finally {
+        this.task = undefined;
+      }
+    })();
+    this.#ended = done;
+    return done;
   }
 
   async #show(path: string, pane: number): Promise<void> {

@@ -8,6 +8,7 @@ import simdUrl from '../../build/wasm/kernels-simd.wasm?url&no-inline';
 import scalarUrl from '../../build/wasm/kernels-scalar.wasm?url&no-inline';
 import inflateSimdUrl from '../../build/wasm/inflate-simd.wasm?url&no-inline';
 import inflateScalarUrl from '../../build/wasm/inflate-scalar.wasm?url&no-inline';
+import { releaseProxy, type ProxyMethods } from 'comlink';
 import { EngineApi } from '../../engine/api.ts';
 import { BackingChainError, BackingFileMissingError, OpenError, VDiskError } from '../../engine/errors.ts';
 import { fileSetWorkspace, type FileSetWorkspace, type PickedFile } from '../../engine/io/file-set.ts';
@@ -74,6 +75,20 @@ export function throttled(report: ((p: Progress) => void) | undefined): ((p: Pro
     last = now;
     report({ done: p.done, total: p.total });
   };
+}
+
+/**
+ * Runs `step` with the page's progress callback (throttled), then releases
+ * that callback: it crossed as a Comlink proxy, a message port each, and only
+ * the holder of the proxy can close it, so ports do not pile up run after run.
+ */
+export async function withProgress<T>(onProgress: ((p: Progress) => void) | undefined, step: (report: ((p: Progress) => void) | undefined) => Promise<T>): Promise<T> {
+  try {
+    return await step(throttled(onProgress));
+  } finally {
+    // Called directly (not through Comlink) the callback has no release.
+    (onProgress as Partial<ProxyMethods> | undefined)?.[releaseProxy]?.();
+  }
 }
 
 /** A file name as a shell command line would need it, for the qemu-img command a result corresponds to. */

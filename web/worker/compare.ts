@@ -7,7 +7,7 @@ import { transfer } from 'comlink';
 import { VDiskError } from '../../engine/errors.ts';
 import { CompareStepError, type CompareReport } from '../../engine/ops/compare.ts';
 import type { Outcome, PickedFile, Progress } from '../lib/engine-protocol.ts';
-import { attempt, engineOver, failureOf, shellWordOf, throttled } from './common.ts';
+import { attempt, engineOver, failureOf, shellWordOf, withProgress } from './common.ts';
 
 export interface CompareRequest {
   a: { name: string; format?: string };
@@ -49,10 +49,12 @@ const exitCodeOf = (e: VDiskError) => (e instanceof CompareStepError ? (e.step =
 
 export const compareOps: CompareOps = {
   async compare(files, req, onProgress) {
-    const { api } = await engineOver(files);
     const command = compareCommand(req);
     try {
-      const value = await api.compare(req.a, req.b, { strict: req.strict, all: req.all, onProgress: throttled(onProgress) });
+      const value = await withProgress(onProgress, async (report) => {
+        const { api } = await engineOver(files);
+        return api.compare(req.a, req.b, { strict: req.strict, all: req.all, onProgress: report });
+      });
       return { ok: true, value, command, exitCode: value.identical ? 0 : 1 };
     } catch (e) {
       if (!(e instanceof VDiskError)) throw e;

@@ -11,7 +11,7 @@ import { UnsupportedFeatureError } from '../../engine/errors.ts';
 import type { ByteSink } from '../../engine/io/sink.ts';
 import type { ConvertTarget } from '../../engine/api.ts';
 import type { Outcome, PickedFile, Progress } from '../lib/engine-protocol.ts';
-import { attempt, engineOver, throttled } from './common.ts';
+import { attempt, engineOver, withProgress } from './common.ts';
 import { webCompressPool } from './compress-pool.ts';
 import { OpfsSink, removeStaleTemporaries, WritableSink } from './sinks.ts';
 
@@ -103,23 +103,27 @@ async function writeTo(
 }
 
 export const convertOps: ConvertOps = {
-  async convert(files, job, target, onProgress) {
-    const { api } = await engineOver(files);
-    return writeTo(target, async (to) => {
-      const { options, ...rest } = job;
-      await api.convert({ ...rest, options: new Map(options ?? []), onProgress: throttled(onProgress) }, to);
-      return {};
+  convert(files, job, target, onProgress) {
+    return withProgress(onProgress, async (report) => {
+      const { api } = await engineOver(files);
+      return writeTo(target, async (to) => {
+        const { options, ...rest } = job;
+        await api.convert({ ...rest, options: new Map(options ?? []), onProgress: report }, to);
+        return {};
+      });
     });
   },
 
-  async sparsify(files, job, target, onProgress) {
-    const { api } = await engineOver(files);
-    return writeTo(target, async (to) => {
-      const r = await api.sparsify(
-        { name: job.name, format: job.format, outFormat: job.outFormat, options: new Map(job.options ?? []), sparseSize: job.sparseSize, onProgress: throttled(onProgress) },
-        to,
-      );
-      return { before: r.before };
+  sparsify(files, job, target, onProgress) {
+    return withProgress(onProgress, async (report) => {
+      const { api } = await engineOver(files);
+      return writeTo(target, async (to) => {
+        const r = await api.sparsify(
+          { name: job.name, format: job.format, outFormat: job.outFormat, options: new Map(job.options ?? []), sparseSize: job.sparseSize, onProgress: report },
+          to,
+        );
+        return { before: r.before };
+      });
     });
   },
 };

@@ -5,14 +5,15 @@
  */
 import { transfer } from 'comlink';
 import type { MapEntry } from '../../engine/ops/map.ts';
-import type { Outcome, PickedFile } from '../lib/engine-protocol.ts';
-import { attempt, engineOver } from './common.ts';
+import type { Outcome, PickedFile, Progress } from '../lib/engine-protocol.ts';
+import { attempt, engineOver, withProgress } from './common.ts';
 import { MAP_COMPRESSED, MAP_DATA, MAP_PRESENT, MAP_ZERO, type MapData, type MapRequest } from './map-data.ts';
 
 export type { MapData, MapRequest };
 
 export interface MapOps {
-  map(files: PickedFile[], name: string, req?: MapRequest): Promise<Outcome<MapData>>;
+  /** `onProgress` counts guest bytes mapped out of the range asked for. */
+  map(files: PickedFile[], name: string, req?: MapRequest, onProgress?: (p: Progress) => void): Promise<Outcome<MapData>>;
 }
 
 const DEFAULT_MAX_ENTRIES = 200_000;
@@ -47,21 +48,24 @@ function pack(entries: MapEntry[], size: number, from: number, to: number, trunc
 }
 
 export const mapOps: MapOps = {
-  async map(files, name, req = {}) {
+  async map(files, name, req = {}, onProgress) {
     const { api } = await engineOver(files);
-    const outcome = await attempt(async () => {
-      const size = (await api.info({ name, format: req.format })).images[0]!['virtual-size'];
-      const from = Math.min(req.start ?? 0, size);
-      const to = Math.min(size, from + (req.length ?? size));
-      const max = req.maxEntries ?? DEFAULT_MAX_ENTRIES;
-      const entries: MapEntry[] = [];
-      // The chain is opened once, through the facade; its map is walked here so it can stop at the limit.
-      for await (const e of api.mapEntries({ name, format: req.format, start: from, length: to - from })) {
-        if (entries.length === max) return pack(entries, size, from, e.start, e.start);
-        entries.push(e);
-      }
-      return pack(entries, size, from, to);
-    });
+    const outcome = await withProgress(onProgress, (report) =>
+      attempt(async () => {
+        const size = (await api.info({ name, format: req.format })).images[0]!['virtual-size'];
+        const from = Math.min(req.start ?? 0, size);
+        const to = Math.min(size, from + (req.length ?? size));
+        const max = req.maxEntries ?? DEFAULT_MAX_ENTRIES;
+        const entries: MapEntry[] = [];
+        // The chain is opened once, through the facade; its map is walked here so it can stop at the limit.
+        for await (const e of api.mapEntries({ name, format: req.format, start: from, length: to - from })) {
+          if (entries.length === max) return pack(entries, size, from, e.start, e.start);
+          entries.push(e);
+          report?.({ done: e.start + e.length - from, total: to - from });
+        }
+        return pack(entries, size, from, to);
+      }),
+    );
     if (!outcome.ok) return outcome;
     const d = outcome.value;
     return transfer(outcome, [d.start.buffer, d.length.buffer, d.offset.buffer, d.depth.buffer, d.flags.buffer, d.file.buffer]);

@@ -4,7 +4,8 @@
  * user changes it. Formats the engine cannot write fall back to qcow2.
  */
 import type { ImageInfo } from '../../lib/engine-protocol.ts';
-import { formatSpec, type TargetSettings } from '../convert/target.ts';
+import { formatSpec } from '../../lib/output-formats.ts';
+import type { TargetSettings } from '../convert/target.ts';
 
 const KIB = 1024;
 const sizeWord = (n: number) => (n % (KIB * KIB) === 0 ? `${n / (KIB * KIB)}M` : `${n / KIB}k`);
@@ -23,5 +24,5 @@ export function sourceSettings(info: ImageInfo): TargetSettings {
     // A flat source is two files, which a page cannot save: it becomes monolithicSparse.
     if (spec.name === 'vmdk' && typeof createType === 'string' && createType !== 'monolithicFlat' && offered('subformat', createType)) options.subformat = createType;
   }
-  return { format: spec.name, options, compress: false, sparse: '' };
+  return { format: spec.name, options, extra: '', compress: false, sparse: '' };
 }
