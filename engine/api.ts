@@ -4,7 +4,7 @@
  * workspace knows (paths in the CLI, picked files in the browser) and get
  * structured results back, to print or to draw.
  */
-import { BackingLoopError, OpenError, VDiskError } from './errors.ts';
+import { BackingLoopError, OpenError, OptionError, VDiskError } from './errors.ts';
 import type { ByteSource } from './io/source.ts';
 import type { ByteSink } from './io/sink.ts';
 import type { Opener } from './io/opener.ts';
@@ -15,7 +15,7 @@ import { layerInfo, type ImageInfo } from './ops/info.ts';
 import { mapImage, type MapEntry } from './ops/map.ts';
 import { convertImage, type Progress } from './ops/convert.ts';
 import { dataRanges } from './ops/measure.ts';
-import { measurerByName, writerByName } from './drivers/writers.ts';
+import { measurerByName, writerByName, writers } from './drivers/writers.ts';
 import type { Compressor } from './codecs/compress.ts';
 import type { CreateOptions, Measurement, SinkOpener } from './writer.ts';
 import { nameOnly } from './io/source.ts';
@@ -59,6 +59,39 @@ export interface ConvertRequest extends ImageRef {
   sparseSize?: number;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
+}
+
+/** qemu-img convert's options that sparsify takes; the output format defaults to the source's. */
+export interface SparsifyRequest extends ImageRef {
+  outFormat?: string;
+  options?: ReadonlyMap<string, string>;
+  sparseSize?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+}
+
+/** A file and its length in bytes. */
+export interface FileLength {
+  name: string;
+  length: number;
+}
+
+/**
+ * What sparsify read and wrote. The saving is `after` against `before`: file
+ * lengths, as `info` reports disk size. A platform that can see how much of a
+ * file the disk holds (the CLI) may count that instead, over the same files.
+ */
+export interface SparsifyResult {
+  /** The output's format. */
+  format: string;
+  /** Every file the source is made of: the image, its backing files, extents and data files, each once. */
+  inputs: FileLength[];
+  /** Every file written: the output and any extent files. */
+  outputs: FileLength[];
+  /** Total length of the inputs. */
+  before: number;
+  /** Total length of the outputs. */
+  after: number;
 }
 
 /** Where a conversion writes: the output file, and further files named relative to it. */
@@ -132,29 +165,73 @@ export class EngineApi {
 
   /** qemu-img convert: any source the engine reads into any format it writes. */
   async convert(req: ConvertRequest, target: ConvertTarget): Promise<void> {
-    let backing: Image | undefined;
     try {
-      const writer = writerByName(req.outFormat);
       const snapshot = typeof req.snapshot === 'string' ? await this.snapshotByIdOrName(req) : req.snapshot;
-      const image = await this.openChain(req.name, req.format, snapshot);
-      if (req.backing) {
-        // The backing file is found as the new image will find it: relative to the output.
-        const name = req.backing.name;
-        const src = await guard(name, () => this.ws.opener.open(name, nameOnly(target.name), 'backing file'));
-        backing = await guard(name, () => openImage(src, { opener: this.ws.opener, format: req.backing!.format }));
-      }
-      const create: CreateOptions = {
-        size: image.size,
-        options: req.options ?? new Map(),
-        compress: req.compress ?? false,
-        backing: req.backing && { name: req.backing.name, format: req.backing.format ?? backing?.layers[0]!.format, facts: backing?.layers[0]!.facts() },
-      };
-      const out = await writer.create(target.sink, create, target.openSink);
-      await convertImage(image, out, { ...req, backing, compressor: target.compressor });
+      await this.convertOpened(await this.openChain(req.name, req.format, snapshot), req, target);
     } catch (e) {
       await target.sink.abort();
       throw e;
     }
+  }
+
+  /**
+   * A conversion with zero detection into the source's own format (or
+   * `outFormat`), reporting the files it read and wrote, and their lengths.
+   */
+  async sparsify(req: SparsifyRequest, target: ConvertTarget): Promise<SparsifyResult> {
+    const inputs = new Map<string, FileLength>();
+    const outputs: FileLength[] = [];
+    const note = (s: ByteSource) => (inputs.set(normalizePath(s.name), { name: s.name, length: s.size }), s);
+    const ws: Workspace = {
+      opener: { resolve: (name, from) => this.ws.opener.resolve(name, from), open: async (name, from, kind) => note(await this.ws.opener.open(name, from, kind)) },
+      open: async (name) => note(await this.ws.open(name)),
+    };
+    const counted = (sink: ByteSink): ByteSink => ({
+      name: sink.name,
+      write: (offset, data) => sink.write(offset, data),
+      commit: async (length) => {
+        await sink.commit(length);
+        outputs.push({ name: sink.name, length });
+      },
+      abort: () => sink.abort(),
+    });
+    try {
+      const image = await new EngineApi(ws).openChain(req.name, req.format);
+      const format = req.outFormat ?? image.layers[0]!.format;
+      if (req.outFormat === undefined && !writers.some((w) => w.name === format)) {
+        throw new OptionError(`Writing the '${format}' format is not supported: choose an output format with -O`);
+      }
+      await this.convertOpened(image, { ...req, outFormat: format }, {
+        ...target,
+        sink: counted(target.sink),
+        openSink: async (name) => counted(await target.openSink(name)),
+      });
+      const total = (files: FileLength[]) => files.reduce((sum, f) => sum + f.length, 0);
+      return { format, inputs: [...inputs.values()], outputs, before: total([...inputs.values()]), after: total(outputs) };
+    } catch (e) {
+      await target.sink.abort();
+      throw e;
+    }
+  }
+
+  /** Writes an opened image into a new file of the requested format. */
+  private async convertOpened(image: Image, req: ConvertRequest, target: ConvertTarget): Promise<void> {
+    const writer = writerByName(req.outFormat);
+    let backing: Image | undefined;
+    if (req.backing) {
+      // The backing file is found as the new image will find it: relative to the output.
+      const name = req.backing.name;
+      const src = await guard(name, () => this.ws.opener.open(name, nameOnly(target.name), 'backing file'));
+      backing = await guard(name, () => openImage(src, { opener: this.ws.opener, format: req.backing!.format }));
+    }
+    const create: CreateOptions = {
+      size: image.size,
+      options: req.options ?? new Map(),
+      compress: req.compress ?? false,
+      backing: req.backing && { name: req.backing.name, format: req.backing.format ?? backing?.layers[0]!.format, facts: backing?.layers[0]!.facts() },
+    };
+    const out = await writer.create(target.sink, create, target.openSink);
+    await convertImage(image, out, { ...req, backing, compressor: target.compressor });
   }
 
   /** qemu-img measure: the size a conversion's output needs. */

@@ -4,8 +4,13 @@
  * zero are never read. Each unit of the writer's size is then data (handed
  * over in runs), zero (left out, so the output stays sparse — qemu-img's -S,
  * 4 KiB by default) or, over a backing file (-B), equal to the backing file
- * (left out) or zero where the backing file is not (recorded as zero). Units
- * are compressed in parallel when the writer stores them compressed.
+ * (left out) or zero where the backing file is not (recorded as zero). A
+ * caller may also name ranges whose contents do not matter (a file system's
+ * free blocks); their units are left out too.
+ *
+ * The steps overlap: while the writer stores one chunk, the next ones are
+ * read and scanned, and their units compressed in parallel when the writer
+ * stores them compressed. The writer still gets every unit in guest order.
  */
 import type { Image } from '../image.ts';
 import type { BlockWriter } from '../writer.ts';
@@ -13,14 +18,33 @@ import type { Compressor } from '../codecs/compress.ts';
 import { throwIfAborted } from '../errors.ts';
 import { kernels } from '../kernels/index.ts';
 import { ImageReader } from './read.ts';
-import { resolve } from './resolve.ts';
+import { resolve, type Resolved } from './resolve.ts';
 
-/** Bytes read per step; a whole number of units (writers' units are at most 4 MiB). */
-const CHUNK = 4 * 1024 * 1024;
+/**
+ * Bytes read per step, rounded to whole units (writers' units are at most
+ * 4 MiB). 2 MiB, as qemu-img reads: measured faster than 4 MiB here, the
+ * chunk still in the cache when it is scanned and written.
+ */
+const CHUNK = 2 * 1024 * 1024;
+/** Chunks holding buffers at once: one with the writer while the next ones are read and scanned. */
+const DEPTH = 3;
+/**
+ * Chunks read at once: copies from the page cache (or `Blob` reads) in two
+ * threads while a third writes. Measured 20% faster than one at a time.
+ */
+const READS = 2;
+/** Steps planned ahead at most, however many of them are skips. */
+const MAX_QUEUED = 64;
 
 export interface Progress {
   done: number;
   total: number;
+}
+
+/** A range of guest bytes. */
+export interface GuestRange {
+  start: number;
+  length: number;
 }
 
 export interface ConvertOptions {
@@ -32,6 +56,12 @@ export interface ConvertOptions {
   backing?: Image;
   /** Compresses units for writers that store them compressed (`-c`, stream-optimized VMDK). */
   compressor?: Compressor;
+  /**
+   * Guest ranges whose contents do not matter (blocks a file system marks
+   * free), asked once per chunk read: units wholly inside them are left out
+   * of the output whatever they hold.
+   */
+  freeRanges?: (start: number, length: number) => Promise<readonly GuestRange[]>;
 }
 
 /** What one unit becomes in the output. */
@@ -41,92 +71,224 @@ const enum Unit {
   Zero,
 }
 
+/** One piece of the walk, in guest order. */
+type Step =
+  /** The source reads as zeros up to `end` (a unit boundary or the end): nothing to read or write. */
+  | { kind: 'skip'; end: number }
+  /** Read [pos, pos + len) from the runs that cover it, in order. */
+  | { kind: 'chunk'; pos: number; len: number; runs: Resolved[] }
+  /** Planning failed here; raised only when the walk gets this far. */
+  | { kind: 'error'; error: unknown };
+
+/** A chunk read and scanned: what each unit becomes, and its compressed bytes when the writer wants them. */
+interface Scanned {
+  kinds: Unit[];
+  packed?: (Promise<Uint8Array> | undefined)[];
+}
+
+interface Slot {
+  data: Uint8Array;
+  /** The backing file's bytes over the same range (-B). */
+  theirs?: Uint8Array;
+}
+
+interface Queued {
+  step: Step;
+  slot?: Slot;
+  scanned?: Promise<Scanned>;
+}
+
+const runEnd = (r: Resolved) => r.mapping.offset + r.mapping.length;
+
 export async function convertImage(image: Image, writer: BlockWriter, opts: ConvertOptions = {}): Promise<void> {
   const k = kernels();
   const unit = writer.blockSize;
   const chunk = Math.max(unit, CHUNK - (CHUNK % unit));
-  const buf = k.alloc(chunk);
-  const backingBuf = opts.backing ? k.alloc(chunk) : undefined;
   const reader = new ImageReader(image);
   const backingReader = opts.backing ? new ImageReader(opts.backing) : undefined;
   const sparse = opts.sparseSize ?? 4096;
   const size = image.size;
+  const compressor = writer.codec ? opts.compressor : undefined;
+
+  /** Reads a chunk into its slot, classifies its units and sets their compression going. */
+  const scan = async (pos: number, len: number, runs: Resolved[], slot: Slot): Promise<Scanned> => {
+    const data = slot.data.subarray(0, len);
+    const saidZero = await fillChunk(reader, runs, pos, data, unit);
+    const free = opts.freeRanges ? coveredUnits(await opts.freeRanges(pos, len), pos, len, unit) : undefined;
+    const kinds = classify(data, saidZero, free, unit, sparse, k.isZero);
+    if (opts.backing && backingReader && slot.theirs) {
+      const theirs = slot.theirs.subarray(0, len);
+      const inBacking = Math.max(0, Math.min(len, opts.backing.size - pos));
+      await backingReader.read(pos, theirs.subarray(0, inBacking));
+      theirs.fill(0, inBacking);
+      for (let i = 0; i < kinds.length; i++) {
+        if (free?.[i]) continue;
+        const a = data.subarray(i * unit, Math.min(len, (i + 1) * unit));
+        const b = theirs.subarray(i * unit, Math.min(len, (i + 1) * unit));
+        if (k.firstDifference(a, b) < 0) kinds[i] = Unit.Skip;
+        else if (k.isZero(a)) kinds[i] = Unit.Zero;
+        else kinds[i] = Unit.Data;
+      }
+    }
+    if (!compressor) return { kinds };
+    const packed = kinds.map((kind, i) => (kind === Unit.Data ? compressor.compress(unitOf(data, i, unit), writer.codec!) : undefined));
+    // Awaited in order later; units after a failure never are.
+    for (const p of packed) p?.catch(() => {});
+    return { kinds, packed };
+  };
+
+  const slots: Slot[] = Array.from({ length: DEPTH }, () => ({ data: k.alloc(chunk), theirs: opts.backing ? k.alloc(chunk) : undefined }));
+  const idle = [...slots];
+  const queue: Queued[] = [];
+  const steps = plan(image, unit, chunk, !opts.backing);
+  let planned = false;
+  // Chunks take turns in READS lanes, each read after the one before it in its lane. Reads
+  // of the backing file walk its tables, so with -B there is one lane: no two walks race.
+  const lanes: Promise<unknown>[] = Array.from({ length: opts.backing ? 1 : READS }, () => Promise.resolve());
+  let chunks = 0;
+
+  /** Plans steps and starts their reads until every slot is taken or the plan ends. */
+  const topUp = async () => {
+    while (!planned && idle.length > 0 && queue.length < MAX_QUEUED) {
+      let step: Step;
+      try {
+        const next = await steps.next();
+        if (next.done) {
+          planned = true;
+          return;
+        }
+        step = next.value;
+      } catch (error) {
+        step = { kind: 'error', error };
+        planned = true;
+      }
+      if (step.kind !== 'chunk') {
+        queue.push({ step });
+        continue;
+      }
+      const slot = idle.pop()!;
+      const { pos, len, runs } = step;
+      const lane = chunks++ % lanes.length;
+      const scanned = lanes[lane]!.then(() => scan(pos, len, runs, slot));
+      lanes[lane] = scanned.catch(() => {});
+      queue.push({ step, slot, scanned });
+    }
+  };
+
   try {
-    for (let pos = 0; pos < size; ) {
+    for (;;) {
       throwIfAborted(opts.signal);
-      // A zero run that reaches past the next unit boundary is skipped without reading.
-      if (!opts.backing) {
-        const r = await resolve(image, pos, size - pos);
-        if (r.mapping.kind === 'zero') {
-          const end = pos + r.mapping.length;
-          const skipTo = end >= size ? size : end - (end % unit);
-          if (skipTo > pos) {
-            pos = skipTo;
-            opts.onProgress?.({ done: pos, total: size });
-            continue;
-          }
-        }
+      await topUp();
+      const item = queue.shift();
+      if (!item) break;
+      const { step } = item;
+      if (step.kind === 'error') throw step.error;
+      if (step.kind === 'skip') {
+        opts.onProgress?.({ done: step.end, total: size });
+        continue;
       }
-      const len = Math.min(chunk, size - pos);
-      const data = buf.subarray(0, len);
-      const saidZero = await fillChunk(image, reader, pos, data, unit);
-      const kinds = classify(data, saidZero, unit, sparse, k.isZero);
-      if (opts.backing && backingReader && backingBuf) {
-        const theirs = backingBuf.subarray(0, len);
-        await backingReader.read(pos, theirs.subarray(0, Math.max(0, Math.min(len, opts.backing.size - pos))));
-        theirs.fill(0, Math.max(0, Math.min(len, opts.backing.size - pos)));
-        for (let i = 0; i < kinds.length; i++) {
-          const a = data.subarray(i * unit, Math.min(len, (i + 1) * unit));
-          const b = theirs.subarray(i * unit, Math.min(len, (i + 1) * unit));
-          if (k.firstDifference(a, b) < 0) kinds[i] = Unit.Skip;
-          else if (k.isZero(a)) kinds[i] = Unit.Zero;
-          else kinds[i] = Unit.Data;
-        }
-      }
-      await emit(writer, data, pos, kinds, unit, opts.compressor);
-      pos += len;
-      opts.onProgress?.({ done: pos, total: size });
+      const { kinds, packed } = await item.scanned!;
+      await emit(writer, item.slot!.data.subarray(0, step.len), step.pos, kinds, unit, packed);
+      idle.push(item.slot!);
+      opts.onProgress?.({ done: step.pos + step.len, total: size });
     }
     await writer.finish();
   } catch (e) {
     await writer.abort();
     throw e;
   } finally {
-    k.free(buf);
-    if (backingBuf) k.free(backingBuf);
+    // Reads still in flight finish before their buffers are reused.
+    await Promise.all(lanes);
+    for (const s of slots) {
+      k.free(s.data);
+      if (s.theirs) k.free(s.theirs);
+    }
   }
 }
 
 /**
- * Reads [pos, pos + out.length) mapping by mapping; returns, per unit, how
- * many of its bytes the source says are zero (those are never read).
+ * The walk in guest order: a zero run that reaches past the next unit
+ * boundary is skipped without reading (unless units must be compared with a
+ * backing file); the rest goes in chunks, each with the runs covering it. A
+ * run is resolved once however many chunks it spans.
  */
-async function fillChunk(image: Image, reader: ImageReader, pos: number, out: Uint8Array, unit: number): Promise<Uint32Array> {
+async function* plan(image: Image, unit: number, chunk: number, skipZero: boolean): AsyncGenerator<Step> {
+  const size = image.size;
+  let run: Resolved | undefined;
+  const at = async (pos: number) => (run && runEnd(run) > pos ? run : (run = await resolve(image, pos, size - pos)));
+  for (let pos = 0; pos < size; ) {
+    const first = await at(pos);
+    if (skipZero && first.mapping.kind === 'zero') {
+      const end = runEnd(first);
+      const skipTo = end >= size ? size : end - (end % unit);
+      if (skipTo > pos) {
+        yield { kind: 'skip', end: skipTo };
+        pos = skipTo;
+        continue;
+      }
+    }
+    const len = Math.min(chunk, size - pos);
+    const runs = [first];
+    for (let p = runEnd(first); p < pos + len; p = runEnd(runs[runs.length - 1]!)) runs.push(await at(p));
+    yield { kind: 'chunk', pos, len, runs };
+    pos += len;
+  }
+}
+
+/**
+ * Reads [pos, pos + out.length) from the runs that cover it; returns, per
+ * unit, how many of its bytes the source says are zero (those are never read).
+ */
+async function fillChunk(reader: ImageReader, runs: Resolved[], pos: number, out: Uint8Array, unit: number): Promise<Uint32Array> {
   const saidZero = new Uint32Array(Math.ceil(out.length / unit));
-  for (let at = 0; at < out.length; ) {
-    const r = await resolve(image, pos + at, out.length - at);
-    const end = at + r.mapping.length;
+  for (const r of runs) {
+    const at = Math.max(r.mapping.offset, pos) - pos;
+    const end = Math.min(runEnd(r) - pos, out.length);
     if (r.mapping.kind === 'zero') {
       out.fill(0, at, end);
       for (let u = Math.floor(at / unit); u * unit < end; u++) saidZero[u]! += Math.min(end, (u + 1) * unit) - Math.max(at, u * unit);
-    } else await reader.fill(r, out.subarray(at, end));
-    at = end;
+    } else await reader.fill(r, out.subarray(at, end), pos + at);
   }
   return saidZero;
 }
 
+/** Per unit of [pos, pos + len): whether it lies wholly inside the ranges. */
+function coveredUnits(ranges: readonly GuestRange[], pos: number, len: number, unit: number): boolean[] {
+  const covered: boolean[] = new Array(Math.ceil(len / unit)).fill(false);
+  const clipped = ranges
+    .map((r) => ({ start: Math.max(r.start, pos) - pos, end: Math.min(r.start + r.length, pos + len) - pos }))
+    .filter((r) => r.end > r.start)
+    .sort((a, b) => a.start - b.start);
+  for (let i = 0; i < clipped.length; ) {
+    // Overlapping or touching ranges count as one.
+    let end = clipped[i]!.end;
+    const start = clipped[i]!.start;
+    for (i++; i < clipped.length && clipped[i]!.start <= end; i++) end = Math.max(end, clipped[i]!.end);
+    for (let u = Math.ceil(start / unit); u * unit < end && Math.min(len, (u + 1) * unit) <= end; u++) covered[u] = true;
+  }
+  return covered;
+}
+
 /**
- * Data or not, per unit: a unit the source says is zero is left out; so is
- * an all-zero unit in a zero run of at least `sparse` bytes (-S).
+ * Data or not, per unit: a unit the source says is zero, or that lies in a
+ * free range, is left out; so is an all-zero unit in a zero run of at least
+ * `sparse` bytes (-S).
  */
-function classify(data: Uint8Array, saidZero: Uint32Array, unit: number, sparse: number, isZero: (b: Uint8Array) => boolean): Unit[] {
+function classify(
+  data: Uint8Array,
+  saidZero: Uint32Array,
+  free: boolean[] | undefined,
+  unit: number,
+  sparse: number,
+  isZero: (b: Uint8Array) => boolean,
+): Unit[] {
   const n = saidZero.length;
   const kinds: Unit[] = new Array(n);
   const zero: boolean[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const from = i * unit;
     const to = Math.min(data.length, from + unit);
-    const said = saidZero[i] === to - from;
+    const said = saidZero[i] === to - from || free?.[i] === true;
     zero[i] = said || (sparse > 0 && isZero(data.subarray(from, to)));
     kinds[i] = said ? Unit.Skip : Unit.Data;
   }
@@ -145,14 +307,15 @@ function classify(data: Uint8Array, saidZero: Uint32Array, unit: number, sparse:
   return kinds;
 }
 
-/** Hands the chunk's units to the writer: runs of data, compressed units in parallel, zero ranges. */
-async function emit(writer: BlockWriter, data: Uint8Array, pos: number, kinds: Unit[], unit: number, compressor?: Compressor): Promise<void> {
+const unitOf = (data: Uint8Array, i: number, unit: number) => data.subarray(i * unit, Math.min(data.length, (i + 1) * unit));
+
+/** Hands a chunk's units to the writer: runs of data, compressed units as they were packed, zero ranges. */
+async function emit(writer: BlockWriter, data: Uint8Array, pos: number, kinds: Unit[], unit: number, packed?: (Promise<Uint8Array> | undefined)[]): Promise<void> {
   const slice = (i: number, j: number) => data.subarray(i * unit, Math.min(data.length, j * unit));
-  if (writer.codec && compressor) {
-    const packed = kinds.map((kind, i) => (kind === Unit.Data ? compressor.compress(slice(i, i + 1), writer.codec!) : undefined));
+  if (packed) {
     for (let i = 0; i < kinds.length; i++) {
-      if (kinds[i] === Unit.Data) await writer.writeCompressed(pos + i * unit, await packed[i]!, slice(i, i + 1));
-      else if (kinds[i] === Unit.Zero) await writer.writeZero(pos + i * unit, slice(i, i + 1).length);
+      if (kinds[i] === Unit.Data) await writer.writeCompressed(pos + i * unit, await packed[i]!, unitOf(data, i, unit));
+      else if (kinds[i] === Unit.Zero) await writer.writeZero(pos + i * unit, unitOf(data, i, unit).length);
     }
     return;
   }
