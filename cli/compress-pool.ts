@@ -1,57 +1,120 @@
 /**
  * Parallel compression for the CLI: one worker thread per core, each running
  * Node's zlib with fixed parameters, so the output is the same whatever the
- * scheduling. Units go out round-robin and come back matched by id. The
- * workers keep the process alive while they run; `close` ends them.
+ * scheduling. The workers start with the first unit (a conversion that
+ * compresses nothing starts none). Each unit goes to the worker with the
+ * fewest bytes outstanding; the units handed over in one turn of the event
+ * loop (a chunk's worth, as the pipeline asks) travel to each worker as one
+ * message in one buffer and come back the same way. The workers keep the
+ * process alive while they run; `close` ends them.
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import type { Compressor } from '../engine/codecs/compress.ts';
 import type { Codec } from '../engine/writer.ts';
 
+/** Units in one message, and their bytes back to back in one buffer. */
+interface Batch {
+  codecs: Codec[];
+  lengths: number[];
+  bytes: Uint8Array;
+}
+
 // Plain CommonJS so it runs as an eval worker without a file of its own.
 const WORKER = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
-parentPort.on('message', ({ id, data, codec }) => {
-  const out = codec === 'zlib'
-    ? zlib.deflateSync(data, { level: 6 })
-    : zlib.deflateRawSync(data, { level: 6, windowBits: 12, memLevel: 9 });
-  parentPort.postMessage({ id, out }, [out.buffer]);
+parentPort.on('message', ({ codecs, lengths, bytes }) => {
+  const outs = [];
+  let at = 0;
+  for (let i = 0; i < lengths.length; i++) {
+    const data = bytes.subarray(at, at += lengths[i]);
+    outs.push(codecs[i] === 'zlib'
+      ? zlib.deflateSync(data, { level: 6 })
+      : zlib.deflateRawSync(data, { level: 6, windowBits: 12, memLevel: 9 }));
+  }
+  // A buffer of its own (never Node's shared pool), so it can be transferred.
+  const out = new Uint8Array(outs.reduce((n, o) => n + o.length, 0));
+  at = 0;
+  for (const o of outs) {
+    out.set(o, at);
+    at += o.length;
+  }
+  parentPort.postMessage({ lengths: outs.map((o) => o.length), bytes: out }, [out.buffer]);
 });
 `;
 
-interface Reply {
-  id: number;
-  out: Uint8Array;
+interface Pending {
+  codec: Codec;
+  data: Uint8Array;
+  resolve: (out: Uint8Array) => void;
+  reject: (e: Error) => void;
+}
+
+interface PoolWorker {
+  worker: Worker;
+  /** Bytes handed over and not yet back. */
+  outstanding: number;
+  /** Units for the next message. */
+  next: Pending[];
+  /** Messages sent and not yet answered, in order (a worker answers in order). */
+  sent: Pending[][];
 }
 
 export function compressPool(size = availableParallelism()): Compressor {
-  const workers = Array.from({ length: Math.max(1, size) }, () => new Worker(WORKER, { eval: true }));
-  const waiting = new Map<number, { resolve: (out: Uint8Array) => void; reject: (e: Error) => void }>();
-  for (const w of workers) {
-    w.on('message', ({ id, out }: Reply) => {
-      waiting.get(id)!.resolve(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
-      waiting.delete(id);
+  let workers: PoolWorker[] | undefined;
+  let flushing = false;
+  const fail = (e: Error) => {
+    for (const w of workers ?? []) for (const p of [...w.sent.flat(), ...w.next]) p.reject(e);
+  };
+  const start = () =>
+    Array.from({ length: Math.max(1, size) }, () => {
+      const w: PoolWorker = { worker: new Worker(WORKER, { eval: true }), outstanding: 0, next: [], sent: [] };
+      w.worker.on('message', ({ lengths, bytes }: Omit<Batch, 'codecs'>) => {
+        const units = w.sent.shift()!;
+        let at = 0;
+        units.forEach((p, i) => {
+          w.outstanding -= p.data.length;
+          p.resolve(bytes.subarray(at, (at += lengths[i]!)));
+        });
+      });
+      // A worker that dies fails every unit still out, rather than leaving the conversion waiting.
+      w.worker.on('error', fail);
+      return w;
     });
-    // A worker that dies fails every unit still out, rather than leaving the conversion waiting.
-    w.on('error', (e: Error) => {
-      for (const p of waiting.values()) p.reject(e);
-      waiting.clear();
-    });
-  }
-  let next = 0;
+  /** Sends each worker's units as one message. */
+  const flush = () => {
+    flushing = false;
+    for (const w of workers!) {
+      if (w.next.length === 0) continue;
+      const units = w.next.splice(0);
+      const bytes = new Uint8Array(units.reduce((n, p) => n + p.data.length, 0));
+      let at = 0;
+      for (const p of units) {
+        bytes.set(p.data, at);
+        at += p.data.length;
+      }
+      w.sent.push(units);
+      const batch: Batch = { codecs: units.map((p) => p.codec), lengths: units.map((p) => p.data.length), bytes };
+      w.worker.postMessage(batch, [bytes.buffer]);
+    }
+  };
   return {
     compress(data: Uint8Array, codec: Codec) {
-      const id = next++;
-      const copy = data.slice();
-      return new Promise((resolve, reject) => {
-        waiting.set(id, { resolve, reject });
-        workers[id % workers.length]!.postMessage({ id, data: copy, codec }, [copy.buffer]);
-      });
+      workers ??= start();
+      // Units differ a lot in cost (random data against text): the least busy worker takes the next one.
+      const w = workers.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
+      w.outstanding += data.length;
+      // `data` is a view of the caller's buffer, reused later: its bytes are copied into the batch this turn.
+      const promise = new Promise<Uint8Array>((resolve, reject) => w.next.push({ codec, data, resolve, reject }));
+      if (!flushing) {
+        flushing = true;
+        queueMicrotask(flush);
+      }
+      return promise;
     },
     close() {
-      for (const w of workers) void w.terminate();
+      for (const w of workers ?? []) void w.worker.terminate();
     },
   };
 }

@@ -4,11 +4,11 @@
  * that writes a temporary file and renames it into place only when complete.
  */
 import * as fs from 'node:fs';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { lstat, open, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { BackingFileMissingError, ReadError, type ReferenceKind } from '../engine/errors.ts';
+import { BackingFileMissingError, ReadError, VDiskError, type ReferenceKind } from '../engine/errors.ts';
 import { clampRead, type ByteSource } from '../engine/io/source.ts';
 import { combinePath, type Opener } from '../engine/io/opener.ts';
 import type { ByteSink } from '../engine/io/sink.ts';
@@ -22,6 +22,11 @@ const STRERROR: Record<string, string> = {
   ENOTDIR: 'Not a directory',
   ELOOP: 'Too many levels of symbolic links',
   EMFILE: 'Too many open files',
+  ENOSPC: 'No space left on device',
+  EFBIG: 'File too large',
+  EROFS: 'Read-only file system',
+  EDQUOT: 'Disk quota exceeded',
+  EIO: 'Input/output error',
 };
 
 export function strerror(e: unknown): string {
@@ -96,33 +101,71 @@ export const nodeWorkspace: Workspace = {
 /** Temporary files of sinks not yet committed, removed if the process is interrupted. */
 export const pendingTemps = new Set<string>();
 
-/** Writes `<dir>/.<name>.<random>.part`, renamed to the final name on commit. */
+/** The output file could not be started (qemu's "Could not create"). */
+export class CreateError extends VDiskError {
+  constructor(path: string, detail: string) {
+    super(path, `Could not create '${path}': ${detail}`);
+  }
+}
+
+/** A write to an output file failed (qemu-img's wording, with the offset in that file). */
+export class WriteError extends VDiskError {
+  constructor(
+    file: string,
+    readonly offset: number,
+    detail: string,
+  ) {
+    super(file, `error while writing at byte ${offset}: ${detail}`);
+  }
+}
+
+/**
+ * Writes `<dir>/.<name>.<random>.part`, renamed to the final name on commit.
+ * The final name must be free or a regular file (or a link to one, which is
+ * followed): a rename would otherwise replace a device or a folder.
+ */
 export class NodeFileSink implements ByteSink {
   private constructor(
     readonly name: string,
+    /** Where the file is renamed to: `name`, or the file a link there points to. */
+    private readonly target: string,
     private readonly temp: string,
     private readonly fh: FileHandle,
   ) {}
 
   static async create(path: string): Promise<NodeFileSink> {
-    const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.part`);
-    const fh = await open(temp, 'wx');
+    const target = await writableTarget(path);
+    const temp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.part`);
+    let fh: FileHandle;
+    try {
+      fh = await open(temp, 'wx');
+    } catch (e) {
+      throw new CreateError(path, strerror(e));
+    }
     pendingTemps.add(temp);
-    return new NodeFileSink(path, temp, fh);
+    return new NodeFileSink(path, target, temp, fh);
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     let done = 0;
     while (done < data.length) {
-      const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
-      done += bytesWritten;
+      try {
+        const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
+        done += bytesWritten;
+      } catch (e) {
+        throw new WriteError(this.name, offset + done, strerror(e));
+      }
     }
   }
 
   async commit(length: number): Promise<void> {
-    await this.fh.truncate(length);
+    try {
+      await this.fh.truncate(length);
+    } catch (e) {
+      throw new WriteError(this.name, length, strerror(e));
+    }
     await this.fh.close();
-    await rename(this.temp, this.name);
+    await rename(this.temp, this.target);
     pendingTemps.delete(this.temp);
   }
 
@@ -131,4 +174,25 @@ export class NodeFileSink implements ByteSink {
     await unlink(this.temp).catch(() => {});
     pendingTemps.delete(this.temp);
   }
+}
+
+/** The file a sink for `path` ends up as: `path`, or the regular file a link there points to. */
+async function writableTarget(path: string): Promise<string> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch {
+    // Nothing there yet (a missing folder shows when the temporary file is opened).
+    return path;
+  }
+  if (st.isSymbolicLink()) {
+    try {
+      [path, st] = await Promise.all([realpath(path), stat(path)]);
+    } catch (e) {
+      throw new CreateError(path, strerror(e));
+    }
+  }
+  if (st.isDirectory()) throw new CreateError(path, 'Is a directory');
+  if (!st.isFile()) throw new CreateError(path, 'Not a regular file (vdisk writes images to regular files only)');
+  return path;
 }

@@ -16,9 +16,13 @@ import { loadWasmKernels } from '../engine/kernels/index.ts';
 import { loadWasmInflate } from '../engine/kernels/inflate.ts';
 import type { SnapshotSelector } from '../engine/driver.ts';
 import { has, last, parseArgs, parseSize, UsageError, type OptionSpec, type Parsed } from './args.ts';
-import { NodeFileSink, nodeWorkspace, pendingTemps } from './node-io.ts';
+import { CreateError, NodeFileSink, nodeWorkspace, pendingTemps } from './node-io.ts';
 import { compressPool } from './compress-pool.ts';
+import { progressLine } from './progress.ts';
+import { sizeToStr } from '../engine/format/human.ts';
+import type { FileLength } from '../engine/api.ts';
 import { dirname, join } from 'node:path';
+import { stat } from 'node:fs/promises';
 
 const VERSION = '0.1.0';
 
@@ -29,6 +33,7 @@ Command syntax:
   info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename
   map [-f fmt] [--output=ofmt] [--start-offset=OFFSET] [--max-length=LEN] [-U] filename
   convert [-f fmt] [-O output_fmt] [-o options] [-c] [-S sparse_size] [-B backing_file [-F backing_fmt]] [-l snapshot_param | -s snapshot_id_or_name] [-p] [-q] filename output_filename
+  sparsify [-f fmt] [-O output_fmt] [-o options] [-S sparse_size] [-p] [-q] filename output_filename
   measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [-f fmt] [-l snapshot_param] filename]
   compare [-f fmt] [-F fmt] [-p] [-q] [-s] [--all] [--output=ofmt] filename1 filename2
   check [-f fmt] [--output=ofmt] [-q] filename
@@ -38,6 +43,8 @@ Command parameters:
   'ofmt' is 'human' for human-readable output (default) or 'json' for JSON output
   'snapshot_param' is snapshot.id=ID,snapshot.name=NAME, or just a snapshot id or name
   'sparse_size' is the block size below which all-zero data is not written (default 4k, 0 writes everything)
+  sparsify writes the input again with zero detection, in its own format unless -O is given, and
+    prints the disk space saved (every file of the input against every file written)
 
 Supported formats: parallels qcow qcow2 qed raw vdi vhdx vmdk vpc
 `;
@@ -151,38 +158,101 @@ async function convert(argv: string[]): Promise<void> {
   options.delete('backing_fmt');
   const snap = last(p, 'l') ?? last(p, 's');
   const sparse = last(p, 'S');
-  const progress = has(p, 'p') && !has(p, 'q');
+  const showProgress = has(p, 'p') && !has(p, 'q');
   // Everything that can refuse the arguments runs before the output file is started.
   const sparseSize = sparse === undefined ? undefined : parseSize(sparse);
   const snapshot = snap === undefined ? undefined : snapshotParam(snap);
-  const sink = await NodeFileSink.create(dst);
-  let shown = -1;
-  const show = (pct: number) => {
-    if (!progress || pct === shown) return;
-    shown = pct;
-    process.stdout.write(`    (${pct.toFixed(2)}/100%)\r`);
-  };
-  show(0);
+  const outFormat = last(p, 'O') ?? 'raw';
+  const sink = await createOutput(dst, `converting ${outFormat}`);
+  const progress = showProgress ? progressLine((t) => process.stdout.write(t)) : undefined;
+  progress?.update(0, 1);
   const compressor = compressPool();
   try {
     await engine.convert(
       {
         name: src,
         format: last(p, 'f'),
-        outFormat: last(p, 'O') ?? 'raw',
+        outFormat,
         options,
         compress: has(p, 'c'),
         backing: backingName === undefined ? undefined : { name: backingName, format: backingFmt },
         snapshot,
         sparseSize,
-        onProgress: ({ done, total }) => show(Math.floor((done / total) * 10000) / 100),
+        onProgress: progress ? ({ done, total }) => progress.update(done, total) : undefined,
       },
       { name: dst, sink, openSink: (name) => NodeFileSink.create(join(dirname(dst), name)), compressor },
     );
   } finally {
     compressor.close();
   }
-  if (progress) process.stdout.write(`    (100.00/100%)\n`);
+  progress?.end();
+}
+
+/** The output file, started under a temporary name; a failure reads as qemu-img's "DST: error while converting FMT: …". */
+async function createOutput(dst: string, what: string): Promise<NodeFileSink> {
+  try {
+    return await NodeFileSink.create(dst);
+  } catch (e) {
+    if (e instanceof CreateError) throw new ExitError(`${dst}: error while ${what}: ${e.message}`);
+    throw e;
+  }
+}
+
+/**
+ * convert with zero detection into the input's format, then what it saved:
+ * disk space (as `du` counts it) summed over every file the input is made of
+ * (the image, its backing files, extents, data files) against the same over
+ * the files written. Where a file system does not report its blocks, file
+ * lengths stand in.
+ */
+async function sparsify(argv: string[]): Promise<void> {
+  const p = parseArgs(argv, {
+    short: 'hf:O:o:S:pqU',
+    long: { help: { arg: false, key: 'h' }, 'force-share': { arg: false, key: 'U' } },
+  });
+  if (has(p, 'h')) return void process.stdout.write(HELP);
+  if (p.args.length !== 2) throw new ExitError('Expecting one image file name and one output file name');
+  const [src, dst] = p.args as [string, string];
+  const sparse = last(p, 'S');
+  const sparseSize = sparse === undefined ? undefined : parseSize(sparse);
+  const quiet = has(p, 'q');
+  const sink = await createOutput(dst, 'sparsifying');
+  const progress = has(p, 'p') && !quiet ? progressLine((t) => process.stdout.write(t)) : undefined;
+  progress?.update(0, 1);
+  const compressor = compressPool();
+  let result;
+  try {
+    result = await engine.sparsify(
+      {
+        name: src,
+        format: last(p, 'f'),
+        outFormat: last(p, 'O'),
+        options: parseOptions(all(p, 'o')),
+        sparseSize,
+        onProgress: progress ? ({ done, total }) => progress.update(done, total) : undefined,
+      },
+      { name: dst, sink, openSink: (name) => NodeFileSink.create(join(dirname(dst), name)), compressor },
+    );
+  } finally {
+    compressor.close();
+  }
+  progress?.end();
+  if (quiet) return;
+  const before = await diskUsage(result.inputs);
+  const after = await diskUsage(result.outputs);
+  const change = before >= after ? `saved ${sizeToStr(before - after)}` : `grew by ${sizeToStr(after - before)}`;
+  process.stdout.write(`${change}: ${sizeToStr(before)} -> ${sizeToStr(after)} (${before} -> ${after} bytes)\n`);
+}
+
+/** Bytes the files take on disk (st_blocks × 512), or their lengths where blocks are not reported. */
+async function diskUsage(files: FileLength[]): Promise<number> {
+  const sizes = await Promise.all(
+    files.map(async (f) => {
+      const { blocks } = await stat(f.name);
+      return blocks === undefined ? f.length : blocks * 512;
+    }),
+  );
+  return sizes.reduce((a, b) => a + b, 0);
 }
 
 async function measure(argv: string[]): Promise<void> {
@@ -220,20 +290,20 @@ async function compare(argv: string[]): Promise<void> {
   if (p.args.length !== 2) throw new ExitError('Expecting two image file names');
   const [a, b] = p.args as [string, string];
   const quiet = has(p, 'q');
-  const progress = has(p, 'p') && !quiet && output === 'human';
+  const progress = has(p, 'p') && !quiet && output === 'human' ? progressLine((t) => process.stdout.write(t)) : undefined;
   let report;
   try {
     report = await engine.compare({ name: a, format: last(p, 'f') }, { name: b, format: last(p, 'F') }, {
       strict: has(p, 's'),
       all: has(p, 'all'),
-      onProgress: progress ? ({ done, total }) => process.stdout.write(`    (${((done / total) * 100).toFixed(2)}/100%)\r`) : undefined,
+      onProgress: progress ? ({ done, total }) => progress.update(done, total) : undefined,
     });
   } catch (e) {
     if (e instanceof OpenError) throw new ExitError(describe(e), 2);
     if (e instanceof CompareStepError) throw new ExitError(e.message, e.step === 'allocation' ? 3 : 4);
     throw e;
   }
-  if (progress) process.stdout.write('    (100.00/100%)\n');
+  progress?.end();
   if (output === 'json') {
     process.stdout.write(JSON.stringify({ identical: report.identical, 'size-a': report.sizeA, 'size-b': report.sizeB, messages: report.messages, ranges: report.ranges.map((r) => ({ start: r.start, length: r.length, 'hash-a': r.hashA ?? null, 'hash-b': r.hashB ?? null })) }, null, 4) + '\n');
   } else if (!quiet) {
@@ -272,7 +342,7 @@ async function check(argv: string[]): Promise<void> {
   process.exitCode = checkExitCode(report);
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { info, map, convert, compare, check, measure };
+const commands: Record<string, (argv: string[]) => Promise<void>> = { info, map, convert, sparsify, compare, check, measure };
 
 /** One line per error, worded as qemu-img words it. */
 function describe(e: unknown): string {
@@ -331,7 +401,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
         // Already gone.
       }
     }
-    process.exit(130);
+    // 128 + the signal's number, as a shell reports a process the signal ended (qemu-img has no handler).
+    process.exit(sig === 'SIGINT' ? 130 : 143);
   });
 }
 
