@@ -24,19 +24,30 @@ export function time(cmd: string, args: string[]): number {
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
 
-/** Alternates vdisk and qemu-img RUNS times and prints `op  vdisk_s  qemu_s  ratio` (medians). */
-export function versusQemu(op: string, vdiskArgs: string[], qemuArgs: string[], after?: () => void): void {
+export interface VersusOptions {
+  /** Runs after each command (e.g. removing its output). */
+  after?: () => void;
+  /** The ratio to stay at or under; printed and recorded next to the ratio. */
+  target?: number;
+}
+
+/**
+ * Alternates vdisk and qemu-img RUNS times and prints `op  vdisk_s  qemu_s
+ * ratio` (medians), then `<= target` with `ok` or `MISSED` when there is one.
+ */
+export function versusQemu(op: string, vdiskArgs: string[], qemuArgs: string[], opts: VersusOptions = {}): void {
   const v: number[] = [];
   const q: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     v.push(time(process.execPath, [VDISK, ...vdiskArgs]));
-    after?.();
+    opts.after?.();
     q.push(time('qemu-img', qemuArgs));
-    after?.();
+    opts.after?.();
   }
-  const row = { op, vdisk_s: median(v), qemu_s: median(q), ratio: median(v) / median(q) };
+  const row = { op, vdisk_s: median(v), qemu_s: median(q), ratio: median(v) / median(q), target: opts.target, vdisk_runs: v, qemu_runs: q };
   results.push(row);
-  console.log(`${op.padEnd(40)} ${row.vdisk_s.toFixed(3).padStart(8)} ${row.qemu_s.toFixed(3).padStart(8)} ${row.ratio.toFixed(2).padStart(7)}`);
+  const target = row.target === undefined ? '' : `  <= ${row.target.toFixed(2)} ${row.ratio <= row.target ? 'ok' : 'MISSED'}`;
+  console.log(`${op.padEnd(40)} ${row.vdisk_s.toFixed(3).padStart(8)} ${row.qemu_s.toFixed(3).padStart(8)} ${row.ratio.toFixed(2).padStart(7)}${target}`);
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
