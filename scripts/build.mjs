@@ -3,7 +3,8 @@
 // dist/cli/vdisk.mjs with the kernels beside it in dist/wasm/.
 // Usage: node scripts/build.mjs [asm|web|cli|bench]...   (default: asm, web, cli)
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, chmodSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, chmodSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { build as esbuild } from 'esbuild';
 
 const steps = process.argv.slice(2);
@@ -30,7 +31,29 @@ if (want('asm')) {
   for (const m of OWN_MODULES) both([`asm/${m}/index.ts`], m, []);
 }
 
-if (want('web')) run(bin('vite'), ['build', '--logLevel', 'warn']);
+/** Every file below `dir`, as paths relative to it with forward slashes. */
+const filesBelow = (dir, prefix = '') =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? filesBelow(`${dir}/${e.name}`, `${prefix}${e.name}/`) : [`${prefix}${e.name}`],
+  );
+
+if (want('web')) {
+  run(bin('vite'), ['build', '--logLevel', 'warn']);
+  // The service worker keeps every file the build wrote; its version is their hash, so a new build replaces the cache.
+  const files = filesBelow('dist').filter((f) => f !== 'sw.js' && !f.startsWith('cli/') && !f.startsWith('wasm/'));
+  const hash = createHash('sha256');
+  for (const f of files.sort()) hash.update(f).update(readFileSync(`dist/${f}`));
+  await esbuild({
+    entryPoints: ['web/service-worker.ts'],
+    outfile: 'dist/sw.js',
+    bundle: true,
+    format: 'iife',
+    target: 'es2022',
+    minify: true,
+    define: { PRECACHE: JSON.stringify(files), VERSION: JSON.stringify(hash.digest('hex').slice(0, 16)) },
+    logLevel: 'warning',
+  });
+}
 
 /** Bundles a Node entry point written in TypeScript into one ES module. */
 const bundleNode = (entry, outfile, banner) =>

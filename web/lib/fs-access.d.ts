@@ -2,7 +2,6 @@
 // library does not describe yet: the File System Access pickers and
 // permissions, handles from a drop, and the launch queue of an installed app.
 /// <reference lib="dom.asynciterable" />
-/// <reference types="vite-plugin-pwa/vanillajs" />
 
 interface FileSystemHandlePermissionDescriptor {
   mode?: 'read' | 'readwrite';
