@@ -6,19 +6,7 @@
 import { reportFileName, type ReportDoc } from './report.ts';
 import { reportHtml } from './report-html.ts';
 import { saveReport } from './store.ts';
-
-function download(blob: Blob, name: string): void {
-  const url = URL.createObjectURL(blob);
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = name;
-  a.hidden = true;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  // The download has its own reference to the bytes once it has started.
-  setTimeout(() => URL.revokeObjectURL(url), 30_000);
-}
+import { download } from './download.ts';
 
 export function downloadJson(doc: ReportDoc): void {
   download(new Blob([JSON.stringify(doc, null, 2) + '\n'], { type: 'application/json' }), reportFileName(doc, 'json'));

@@ -10,6 +10,7 @@
  */
 import type { SaveTarget } from './engine-protocol.ts';
 import { TEMP_PREFIX, tempLock } from '../worker/sinks.ts';
+import { download } from './download.ts';
 
 type SaveFilePicker = (opts: { suggestedName?: string; id?: string }) => Promise<FileSystemFileHandle>;
 
@@ -72,18 +73,6 @@ async function removePicked(handle: FileSystemFileHandle): Promise<void> {
   });
 }
 
-function download(file: File, name: string): void {
-  const url = URL.createObjectURL(file);
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = name;
-  a.hidden = true;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), keepFor(file.size));
-}
-
 /**
  * Chooses where the output goes, named `suggested` to start with. Resolves
  * to undefined when the user closes the save picker without choosing.
@@ -111,7 +100,7 @@ export async function prepareSave(suggested: string): Promise<PreparedSave | und
     async finish() {
       const dir = await navigator.storage.getDirectory();
       const file = await (await dir.getFileHandle(temp)).getFile();
-      download(file, suggested);
+      download(file, suggested, keepFor(file.size));
       setTimeout(() => void drop(), keepFor(file.size));
     },
     discard: drop,
