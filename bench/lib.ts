@@ -38,12 +38,19 @@ export interface VersusOptions {
 export function versusQemu(op: string, vdiskArgs: string[], qemuArgs: string[], opts: VersusOptions = {}): void {
   const v: number[] = [];
   const q: number[] = [];
+  // Each run starts with nothing waiting to be written back: gigabytes of an earlier output still
+  // dirty in the page cache throttle whichever command writes next, by seconds.
+  const settle = () => {
+    opts.after?.();
+    spawnSync('sync');
+  };
   for (let i = 0; i < RUNS; i++) {
+    settle();
     v.push(time(process.execPath, [VDISK, ...vdiskArgs]));
-    opts.after?.();
+    settle();
     q.push(time('qemu-img', qemuArgs));
-    opts.after?.();
   }
+  settle();
   const row = { op, vdisk_s: median(v), qemu_s: median(q), ratio: median(v) / median(q), target: opts.target, vdisk_runs: v, qemu_runs: q };
   results.push(row);
   const target = row.target === undefined ? '' : `  <= ${row.target.toFixed(2)} ${row.ratio <= row.target ? 'ok' : 'MISSED'}`;
