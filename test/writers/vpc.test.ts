@@ -104,12 +104,18 @@ describe('vpc sizes', () => {
         } else {
           expect(s.sectors).toBe(chs);
           expect(s.sectors).toBeGreaterThanOrEqual(sectors);
-          expect(g).toEqual(chsFor(s.sectors));
+          // qemu's rule: the geometry the specification computes for the first request at or above the size that holds it
+          // (not always the geometry of the rounded size itself: 121738 sectors round to 896/8/17, whose own geometry is smaller).
+          const product = (c: typeof g) => c.cylinders * c.heads * c.sectorsPerTrack;
+          let t = sectors;
+          while (product(chsFor(t)) < sectors) t++;
+          expect(g).toEqual(chsFor(t));
           // The smallest: one sector less would not be reached by the geometry of any smaller request.
           if (sectors > 1) expect(vhdSize((sectors - 1) * 512, false)!.sectors).toBeLessThanOrEqual(s.sectors);
         }
       }),
-      { numRuns: 2000 },
+      // 121738 sectors: a size whose rounded geometry is not that of the rounded size (qemu-img makes it 121856 sectors).
+      { numRuns: 2000, examples: [[121738]] },
     );
   });
 });
