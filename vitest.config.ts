@@ -9,5 +9,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Most tests wait on qemu-img and vdisk child processes; a third test file in flight keeps both cores busy.
+    maxWorkers: 3,
   },
 });
