@@ -5,8 +5,10 @@
  * compresses nothing starts none). Each unit goes to the worker with the
  * fewest bytes outstanding; the units handed over in one turn of the event
  * loop (a chunk's worth, as the pipeline asks) travel to each worker as one
- * message in one buffer and come back the same way. The workers keep the
- * process alive while they run; `close` ends them.
+ * message in one buffer and come back the same way. `close` asks each
+ * worker to end once the message it is on is done: a thread terminated in
+ * the middle of zlib can bring the whole process down (Node 20 asserts
+ * "close before init" while freeing it).
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
@@ -24,7 +26,9 @@ interface Batch {
 const WORKER = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
-parentPort.on('message', ({ codecs, lengths, bytes }) => {
+parentPort.on('message', (message) => {
+  if (message === 'stop') return parentPort.close();
+  const { codecs, lengths, bytes } = message;
   const outs = [];
   let at = 0;
   for (let i = 0; i < lengths.length; i++) {
@@ -114,7 +118,11 @@ export function compressPool(size = availableParallelism()): Compressor {
       return promise;
     },
     close() {
-      for (const w of workers ?? []) void w.worker.terminate();
+      for (const w of workers ?? []) {
+        w.worker.postMessage('stop');
+        // Nobody waits for answers any more; the process need not wait for the thread either.
+        w.worker.unref();
+      }
     },
   };
 }
