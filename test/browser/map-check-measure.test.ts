@@ -13,17 +13,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { AppBrowser, field, snap } from '../helpers/browser.ts';
+import type { MapJsonEntry } from '../helpers/run.ts';
 
 type Json = { [key: string]: unknown };
-interface MapJsonEntry {
-  start: number;
-  length: number;
-  depth: number;
-  present: boolean;
-  zero: boolean;
-  data: boolean;
-  offset?: number;
-}
 
 const MiB = 1024 * 1024;
 

@@ -17,7 +17,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { describeRun, qemuImg, run, vdisk, type RunResult } from '../helpers/run.ts';
+import { describeRun, qemuImg, run, vdisk, type MapJsonEntry, type RunResult } from '../helpers/run.ts';
 import { ensureFixtures, FIXTURES_DIR, loadManifest } from '../helpers/fixtures.ts';
 import { crc32c } from '../../engine/codecs/crc32c.ts';
 import { vhdxDriver } from '../../engine/drivers/vhdx/driver.ts';
@@ -58,20 +58,10 @@ function vdiskRaw(name: string, cwd = dir): Uint8Array {
   return new Uint8Array(readFileSync(out));
 }
 
-interface MapEntry {
-  start: number;
-  length: number;
-  depth: number;
-  present: boolean;
-  zero: boolean;
-  data: boolean;
-  offset?: number;
-}
-
-const vdiskMap = (name: string, cwd = dir): MapEntry[] => JSON.parse(ok('vdisk map', vdisk(['map', '--output=json', name], { cwd }))) as MapEntry[];
+const vdiskMap = (name: string, cwd = dir): MapJsonEntry[] => JSON.parse(ok('vdisk map', vdisk(['map', '--output=json', name], { cwd }))) as MapJsonEntry[];
 
 /** The map tiles [0, size): no gap, no overlap. */
-function expectTiles(map: MapEntry[], size: number): void {
+function expectTiles(map: MapJsonEntry[], size: number): void {
   let pos = 0;
   for (const e of map) {
     expect(e.start, `range at ${e.start}`).toBe(pos);

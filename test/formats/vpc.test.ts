@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeRun, qemuImg, run, vdisk, type RunResult } from '../helpers/run.ts';
+import { describeRun, qemuImg, run, vdisk, type MapJsonEntry, type RunResult } from '../helpers/run.ts';
 import { vpcDriver } from '../../engine/drivers/vpc/driver.ts';
 import { MemorySource } from '../../engine/io/source.ts';
 import { VDiskError } from '../../engine/errors.ts';
@@ -425,9 +425,8 @@ describe('differencing disks', () => {
   it('maps child sectors at depth 0 and the rest as qemu-img maps the parent, at depth 1', () => {
     const built = buildDifferencing(spec());
     write('child.vhd', built.bytes);
-    type Entry = { start: number; length: number; depth: number; present: boolean; zero: boolean; data: boolean; offset?: number };
-    const map: Entry[] = JSON.parse(ok2(vdisk(['map', '--output=json', 'child.vhd'], { cwd: dir })));
-    const parentMap: Entry[] = JSON.parse(ok2(qemuImg(['map', '--output=json', 'parent.vhd'], { cwd: dir })));
+    const map: MapJsonEntry[] = JSON.parse(ok2(vdisk(['map', '--output=json', 'child.vhd'], { cwd: dir })));
+    const parentMap: MapJsonEntry[] = JSON.parse(ok2(qemuImg(['map', '--output=json', 'parent.vhd'], { cwd: dir })));
     const inChild = (guest: number) => blocks.get(Math.floor(guest / BLOCK))?.((guest % BLOCK) / 512) ?? false;
     let expectedStart = 0;
     for (const e of map) {

@@ -14,6 +14,17 @@ export const QEMU_IMG = process.env.QEMU_IMG ?? 'qemu-img';
 /** Longest a single qemu-img or vdisk run may take before it is killed. */
 export const RUN_TIMEOUT_MS = 50_000;
 
+/** One entry of `map --output=json`, as qemu-img prints it. */
+export interface MapJsonEntry {
+  start: number;
+  length: number;
+  depth: number;
+  present: boolean;
+  zero: boolean;
+  data: boolean;
+  offset?: number;
+}
+
 export interface RunResult {
   /** Exit status; null when the process was killed (see signal). */
   status: number | null;
