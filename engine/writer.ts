@@ -43,6 +43,13 @@ export interface BlockWriter {
   /** Set when the writer stores compressed units: the codec the pipeline must use. */
   readonly codec?: Codec;
   /**
+   * With `codec`: a short last unit is compressed padded with zeros to a
+   * whole unit (qcow2 decompresses whole clusters, so qemu compresses the
+   * disk's last cluster padded, where VMDK compresses a short last grain as
+   * it is).
+   */
+  readonly padsLastUnit?: boolean;
+  /**
    * Data for the consecutive units starting at `offset` (a whole number of
    * units; the last unit of the disk may be short). Offsets only increase.
    * `data` is only valid until the returned promise settles.

@@ -133,7 +133,10 @@ export async function convertImage(image: Image, writer: BlockWriter, opts: Conv
       }
     }
     if (!compressor) return { kinds };
-    const packed = kinds.map((kind, i) => (kind === Unit.Data ? compressor.compress(unitOf(data, i, unit), writer.codec!) : undefined));
+    // The chunk's buffer holds whole units, so a short last unit is padded in place.
+    const packable = (i: number) =>
+      writer.padsLastUnit && (i + 1) * unit > len ? slot.data.fill(0, len, (i + 1) * unit).subarray(i * unit, (i + 1) * unit) : unitOf(data, i, unit);
+    const packed = kinds.map((kind, i) => (kind === Unit.Data ? compressor.compress(packable(i), writer.codec!) : undefined));
     // Awaited in order later; units after a failure never are.
     for (const p of packed) p?.catch(() => {});
     return { kinds, packed };

@@ -24,7 +24,7 @@ export interface Source {
 const MiB = 1024 * 1024;
 
 /** Log-like text: data that is neither a pattern nor zeros. */
-function text(bytes: number): Buffer {
+export function text(bytes: number): Buffer {
   const lines: string[] = [];
   let n = 0;
   for (let i = 0; n < bytes; i++) {

@@ -39,6 +39,7 @@ interface OpenTable {
 class Qcow2Writer implements BlockWriter {
   readonly blockSize: number;
   readonly codec?: Codec;
+  readonly padsLastUnit = true;
   private readonly cs: number;
   private readonly entryBytes: number;
   private readonly l2Entries: number;
@@ -98,9 +99,9 @@ class Qcow2Writer implements BlockWriter {
   }
 
   async writeCompressed(offset: number, packed: Uint8Array, raw: Uint8Array): Promise<void> {
-    // qemu only keeps a compressed cluster that saves space, and decompresses
-    // whole clusters: a short last cluster is stored as it is.
-    if (packed.length >= this.cs || raw.length < this.cs) return this.write(offset, raw);
+    // qemu only keeps a compressed cluster that saves space. `packed` holds a
+    // whole cluster even at the disk's short end (padsLastUnit).
+    if (packed.length >= this.cs) return this.write(offset, raw);
     await this.eachTable(offset, raw.length, async (at) => {
       const host = this.placeCompressed(packed.length);
       await this.sink.write(host, packed);
