@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import { EngineApi } from '../engine/api.ts';
-import { OpenError, SnapshotNotFoundError, VDiskError } from '../engine/errors.ts';
+import { OpenError, OptionValueError, SnapshotNotFoundError, VDiskError } from '../engine/errors.ts';
 import { CompareStepError } from '../engine/ops/compare.ts';
 import { CheckNotSupportedError, checkExitCode, checkHuman, checkJson } from '../engine/ops/check.ts';
 import { toQemuJson } from '../engine/format/qemu-json.ts';
@@ -182,20 +182,26 @@ async function convert(argv: string[]): Promise<void> {
       },
       { name: dst, sink, openSink: (name) => NodeFileSink.create(join(dirname(dst), name)), compressor },
     );
+  } catch (e) {
+    throw againstOutput(e, dst, `converting ${outFormat}`);
   } finally {
     compressor.close();
   }
   progress?.end();
 }
 
-/** The output file, started under a temporary name; a failure reads as qemu-img's "DST: error while converting FMT: …". */
+/** The output file, started under a temporary name. */
 async function createOutput(dst: string, what: string): Promise<NodeFileSink> {
   try {
     return await NodeFileSink.create(dst);
   } catch (e) {
-    if (e instanceof CreateError) throw new ExitError(`${dst}: error while ${what}: ${e.message}`);
-    throw e;
+    throw againstOutput(e, dst, what);
   }
+}
+
+/** What qemu-img reports against the output ("DST: error while converting FMT: …"): failing to create it, or an option value the format refuses. */
+function againstOutput(e: unknown, dst: string, what: string): unknown {
+  return e instanceof CreateError || e instanceof OptionValueError ? new ExitError(`${dst}: error while ${what}: ${e.message}`) : e;
 }
 
 /**
@@ -233,6 +239,8 @@ async function sparsify(argv: string[]): Promise<void> {
       },
       { name: dst, sink, openSink: (name) => NodeFileSink.create(join(dirname(dst), name)), compressor },
     );
+  } catch (e) {
+    throw againstOutput(e, dst, 'sparsifying');
   } finally {
     compressor.close();
   }

@@ -217,6 +217,8 @@ export class EngineApi {
   /** Writes an opened image into a new file of the requested format. */
   private async convertOpened(image: Image, req: ConvertRequest, target: ConvertTarget): Promise<void> {
     const writer = writerByName(req.outFormat);
+    const unknown = [...(req.options?.keys() ?? [])].find((name) => !writer.optionNames.includes(name));
+    if (unknown !== undefined) throw new OptionError(`Invalid parameter '${unknown}'`);
     let backing: Image | undefined;
     if (req.backing) {
       // The backing file is found as the new image will find it: relative to the output.

@@ -98,12 +98,19 @@ export class ReadError extends VDiskError {
 /** The caller asked for something the image does not have (a snapshot, an option). */
 export class InvalidRequestError extends VDiskError {}
 
-/** A conversion option (`-o name=value`, `-O format`) is unknown or has a value the format cannot use. */
+/** A conversion option (`-o name=value`, `-O format`) is unknown, cannot be parsed, or asks for something the format cannot do. */
 export class OptionError extends VDiskError {
   constructor(message: string) {
     super('', message);
   }
 }
+
+/**
+ * An option's value the format cannot use (alone or with the others), found
+ * while the output is being created: qemu-img words it "DST: error while
+ * converting FMT: …", where a mistyped option name or value gets no prefix.
+ */
+export class OptionValueError extends OptionError {}
 
 /** No internal snapshot matches the id and/or name asked for. */
 export class SnapshotNotFoundError extends InvalidRequestError {

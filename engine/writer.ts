@@ -74,7 +74,7 @@ export type SinkOpener = (name: string) => Promise<ByteSink>;
 export interface FormatWriter {
   /** qemu's format name. */
   readonly name: string;
-  /** The `-o` option names this writer accepts; others are refused before anything is written. */
+  /** The `-o` option names this writer accepts; others are refused (qemu-img's "Invalid parameter") before anything is written. */
   readonly optionNames: readonly string[];
   create(sink: ByteSink, opts: CreateOptions, openSink: SinkOpener): Promise<BlockWriter>;
 }
@@ -119,6 +119,10 @@ export function sizeOption(opts: CreateOptions, name: string, fallback: number):
   const text = opts.options.get(name);
   if (text === undefined) return fallback;
   const m = /^(\d+)([kKMGT]?)$/.exec(text.trim());
-  if (!m) throw new OptionError(`Parameter '${name}' expects a size`);
+  if (!m) {
+    throw new OptionError(
+      `Parameter '${name}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.`,
+    );
+  }
   return Number(m[1]) * 1024 ** ({ '': 0, k: 1, K: 1, M: 2, G: 3, T: 4 }[m[2]!] ?? 0);
 }

@@ -156,18 +156,8 @@ describe('vmdk writer: options', () => {
   }
 });
 
-describe('vmdk writer: refusals, as qemu-img words them, leaving no file behind', () => {
-  const cases: [string[], string][] = [
-    [['-o', 'subformat=monolithicflat'], 'invalid parameter value: monolithicflat'],
-    [['-o', 'adapter_type=IDE'], 'invalid parameter value: IDE'],
-    [['-o', 'compat6=on,hwversion=7'], 'compat6 cannot be enabled with hwversion set'],
-    [['-o', 'zeroed_grain=maybe'], "Parameter 'zeroed_grain' expects 'on' or 'off'"],
-    [['-c', '-o', 'subformat=monolithicFlat'], 'invalid cluster size'],
-    [['-o', 'subformat=twoGbMaxExtentSparse'], 'twoGbMaxExtentSparse'],
-    [['-o', 'preallocation=metadata'], 'Unsupported preallocation mode: metadata'],
-    [['-B', '../src.raw', '-F', 'raw'], 'backing_file must be a vmdk image'],
-    [['-o', 'subformat=monolithicFlat', '-B', '../src-so.vmdk', '-F', 'vmdk'], "Flat image can't have backing file"],
-  ];
+// Refusals qemu-img shares are held to its words in test/cli/option-errors.test.ts.
+describe('vmdk writer: what vdisk refuses where qemu-img writes, leaving no file behind', () => {
   it('an empty disk (qemu-img writes one it cannot open)', () => {
     ok('create', qemuImg(['create', '-q', '-f', 'raw', join(dir, 'empty.raw'), '0']));
     for (const sub of ['monolithicSparse', 'streamOptimized', 'monolithicFlat']) {
@@ -177,17 +167,15 @@ describe('vmdk writer: refusals, as qemu-img words them, leaving no file behind'
     }
   });
 
-  for (const [args, message] of cases) {
-    it(args.join(' '), () => {
-      const out = join(dir, 'refused');
-      rmSync(out, { recursive: true, force: true });
-      mkdirSync(out);
-      const r = vdisk(['convert', '-O', 'vmdk', ...args, join(dir, 'src.raw'), 'x.vmdk'], { cwd: out });
-      expect(r.status).toBe(1);
-      expect(r.stderr).toContain(message);
-      expect(readdirSync(out)).toEqual([]);
-    });
-  }
+  it('a twoGbMaxExtent subformat', () => {
+    const out = join(dir, 'refused');
+    rmSync(out, { recursive: true, force: true });
+    mkdirSync(out);
+    const r = vdisk(['convert', '-O', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', join(dir, 'src.raw'), 'x.vmdk'], { cwd: out });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('twoGbMaxExtentSparse');
+    expect(readdirSync(out)).toEqual([]);
+  });
 });
 
 describe('vmdk writer: empty images as qemu-img create makes them', () => {

@@ -10,7 +10,7 @@
  * goes at the very end, once the file's size is known.
  */
 import type { ByteSink } from '../../io/sink.ts';
-import { OptionError } from '../../errors.ts';
+import { OptionValueError } from '../../errors.ts';
 import { getRefcount, maxRefcount, setRefcount, setTableEntry } from './build.ts';
 import * as L from './layout.ts';
 
@@ -126,7 +126,7 @@ export class HostAllocator {
       clusters = needed;
     }
     if (clusters * this.clusterSize > L.MAX_REFTABLE_BYTES) {
-      throw new OptionError("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
+      throw new OptionValueError("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
     }
     const first = this.alloc(clusters);
     const table = new Uint8Array(this.blockOffsets.length * TABLE_ENTRY);

@@ -4,7 +4,7 @@
  * cluster descriptors and refcount entries of any width. Section names refer
  * to qemu's docs/interop/qcow2.txt.
  */
-import { OptionError } from '../../errors.ts';
+import { OptionValueError } from '../../errors.ts';
 import * as L from './layout.ts';
 
 /** "Header": version 3 headers as qemu writes them: 104 bytes, the compression type byte, padding to 8. */
@@ -79,7 +79,7 @@ export function buildHeader(f: HeaderFields): Uint8Array {
   const headerLength = f.version === 3 ? V3_HEADER_LENGTH : L.V2_HEADER_LENGTH;
   const name = f.backing ? utf8.encode(f.backing.name) : new Uint8Array(0);
   const noSpace = () =>
-    new OptionError(`Could not assign backing file '${f.backing?.name}' with format '${f.backing?.format ?? ''}': No space left on device`);
+    new OptionValueError(`Could not assign backing file '${f.backing?.name}' with format '${f.backing?.format ?? ''}': No space left on device`);
   if (name.length > L.MAX_BACKING_NAME) throw noSpace();
   const exts: Uint8Array[] = [];
   if (f.backing?.format !== undefined) exts.push(extension(L.EXT_BACKING_FORMAT, utf8.encode(f.backing.format)));

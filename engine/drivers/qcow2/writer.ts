@@ -10,7 +10,7 @@
  */
 import type { ByteSink } from '../../io/sink.ts';
 import type { BlockWriter, Codec, CreateOptions, FormatWriter } from '../../writer.ts';
-import { OptionError } from '../../errors.ts';
+import { OptionError, OptionValueError } from '../../errors.ts';
 import { viewOf } from '../common.ts';
 import { HostAllocator } from './allocator.ts';
 import {
@@ -21,7 +21,7 @@ import {
   setZeroEntry,
   subclusterMask,
 } from './build.ts';
-import { parseQcow2Options, QCOW2_OPTION_NAMES, type Qcow2Params } from './options.ts';
+import { parseQcow2Options, QCOW2_OPTION_NAMES, QCOW2_UNWRITTEN_NAMES, type Qcow2Params } from './options.ts';
 import * as L from './layout.ts';
 
 /** qemu-img convert's default -S: with preallocated clusters, zero 4 KiB blocks are simply not written. */
@@ -275,22 +275,23 @@ class Qcow2Writer implements BlockWriter {
 
 export const qcow2Writer: FormatWriter = {
   name: 'qcow2',
-  optionNames: QCOW2_OPTION_NAMES,
+  // Names qemu knows but vdisk does not write pass here, to be refused by name when parsed.
+  optionNames: [...QCOW2_OPTION_NAMES, ...QCOW2_UNWRITTEN_NAMES],
   async create(sink: ByteSink, opts: CreateOptions) {
     const p = parseQcow2Options(opts, 'create');
     if (opts.compress && p.preallocation !== 'off') throw new OptionError('Compression and preallocation not supported at the same time');
     if (p.preallocation === 'falloc' || p.preallocation === 'full') {
-      throw new OptionError(`Preallocation mode '${p.preallocation}' is not supported when writing qcow2 (use 'metadata' or 'off')`);
+      throw new OptionValueError(`Preallocation mode '${p.preallocation}' is not supported when writing qcow2 (use 'metadata' or 'off')`);
     }
     if (opts.compress && p.compressionType === L.COMPRESSION_ZSTD) {
-      throw new OptionError('Compressing clusters with zstd is not supported (no zstd encoder); use compression_type=zlib');
+      throw new OptionValueError('Compressing clusters with zstd is not supported (no zstd encoder); use compression_type=zlib');
     }
     // qemu keeps the virtual size in whole sectors.
     const size = Math.ceil(opts.size / 512) * 512;
     const entryBytes = p.extendedL2 ? 16 : 8;
     const l1Size = Math.ceil(Math.ceil(size / 2 ** p.clusterBits) / (2 ** p.clusterBits / entryBytes));
     if (l1Size > L.MAX_L1_ENTRIES) {
-      throw new OptionError("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
+      throw new OptionValueError("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
     }
     const writer = new Qcow2Writer(sink, p, size, opts.compress, opts.backing, new HostAllocator(sink, p.clusterBits, p.refcountOrder));
     writer.header(0, 0);

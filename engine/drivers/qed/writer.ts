@@ -10,7 +10,7 @@
  */
 import type { ByteSink } from '../../io/sink.ts';
 import { sizeOption, type BlockWriter, type CreateOptions, type FormatWriter } from '../../writer.ts';
-import { OptionError } from '../../errors.ts';
+import { OptionError, OptionValueError } from '../../errors.ts';
 import { viewOf } from '../common.ts';
 import * as L from './layout.ts';
 import { buildHeader, headerClusters, maxImageSize, setEntry, type HeaderFields } from './build.ts';
@@ -149,23 +149,23 @@ export const qedWriter: FormatWriter = {
     if (opts.compress) throw new OptionError('Compression not supported for this file format');
     const clusterSize = sizeOption(opts, 'cluster_size', 64 * 1024);
     if (clusterSize < L.MIN_CLUSTER_SIZE || clusterSize > L.MAX_CLUSTER_SIZE || !isPowerOfTwo(clusterSize)) {
-      throw new OptionError(`QED cluster size must be within range [${L.MIN_CLUSTER_SIZE}, ${L.MAX_CLUSTER_SIZE}] and power of 2`);
+      throw new OptionValueError(`QED cluster size must be within range [${L.MIN_CLUSTER_SIZE}, ${L.MAX_CLUSTER_SIZE}] and power of 2`);
     }
     const tableSize = sizeOption(opts, 'table_size', 4);
     if (tableSize < L.MIN_TABLE_SIZE || tableSize > L.MAX_TABLE_SIZE || !isPowerOfTwo(tableSize)) {
-      throw new OptionError(`QED table size must be within range [${L.MIN_TABLE_SIZE}, ${L.MAX_TABLE_SIZE}] and power of 2`);
+      throw new OptionValueError(`QED table size must be within range [${L.MIN_TABLE_SIZE}, ${L.MAX_TABLE_SIZE}] and power of 2`);
     }
     // qemu creates such images but cannot open them: it takes a one-cluster table for an overflow.
-    if (tableSize === 1) throw new OptionError('QED table size 1 makes an image qemu cannot open; use 2 or more');
+    if (tableSize === 1) throw new OptionValueError('QED table size 1 makes an image qemu cannot open; use 2 or more');
     const imageSize = Math.ceil(opts.size / 512) * 512;
     const max = maxImageSize(clusterSize, tableSize);
     if (imageSize > max) {
-      throw new OptionError(`QED image size must be a non-zero multiple of cluster size and less than ${max} bytes`);
+      throw new OptionValueError(`QED image size must be a non-zero multiple of cluster size and less than ${max} bytes`);
     }
     let backing: HeaderFields['backing'];
     if (opts.backing) {
       const name = new TextEncoder().encode(opts.backing.name);
-      if (name.length > L.MAX_BACKING_NAME) throw new OptionError(`Backing file name too long: ${opts.backing.name}`);
+      if (name.length > L.MAX_BACKING_NAME) throw new OptionValueError(`Backing file name too long: ${opts.backing.name}`);
       backing = { name, rawNoProbe: opts.backing.format === 'raw' };
     }
     const headerSize = headerClusters(clusterSize, backing?.name.length ?? 0);

@@ -5,7 +5,7 @@
  */
 import type { ByteSink } from '../../io/sink.ts';
 import type { BlockWriter, CreateOptions, FormatMeasurer, FormatWriter } from '../../writer.ts';
-import { OptionError } from '../../errors.ts';
+import { OptionError, OptionValueError } from '../../errors.ts';
 
 /** qemu-img convert's default -S: zero runs of 4 KiB or more are left as holes. */
 const UNIT = 4096;
@@ -41,10 +41,10 @@ export const rawWriter: FormatWriter = {
   name: 'raw',
   optionNames: ['size', 'preallocation'],
   async create(sink: ByteSink, opts: CreateOptions) {
-    if (opts.backing) throw new OptionError("'raw' does not support backing files");
+    if (opts.backing) throw new OptionError("Backing file not supported for file format 'raw'");
     if (opts.compress) throw new OptionError('Compression not supported for this file format');
     const prealloc = opts.options.get('preallocation');
-    if (prealloc !== undefined && prealloc !== 'off') throw new OptionError(`Unsupported preallocation mode '${prealloc}'`);
+    if (prealloc !== undefined && prealloc !== 'off') throw new OptionValueError(`Unsupported preallocation mode '${prealloc}'`);
     return new RawWriter(sink, opts.size);
   },
 };

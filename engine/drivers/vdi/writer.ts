@@ -9,7 +9,7 @@
  */
 import type { ByteSink } from '../../io/sink.ts';
 import { boolOption, type BlockWriter, type CreateOptions, type FormatWriter } from '../../writer.ts';
-import { OptionError } from '../../errors.ts';
+import { OptionError, OptionValueError } from '../../errors.ts';
 import { randomUuid, vdiHeader, vdiLayout, type VdiLayout } from './build.ts';
 import * as L from './layout.ts';
 
@@ -146,11 +146,11 @@ export const vdiWriter: FormatWriter = {
     const isStatic = boolOption(opts, 'static') ?? false;
     const prealloc = opts.options.get('preallocation');
     // falloc only asks the host to reserve space, which changes no byte of the image.
-    if (prealloc !== undefined && prealloc !== 'off' && prealloc !== 'falloc') throw new OptionError(`Unsupported preallocation mode: ${prealloc}`);
+    if (prealloc !== undefined && prealloc !== 'off' && prealloc !== 'falloc') throw new OptionValueError(`Unsupported preallocation mode: ${prealloc}`);
     const layout = vdiLayout(opts.size);
     if (layout.diskSize > L.MAX_DISK_SIZE) {
       const hex = (n: number) => n.toString(16);
-      throw new OptionError(`Unsupported VDI image size (size is 0x${hex(layout.diskSize)}, max supported is 0x${hex(L.MAX_DISK_SIZE)})`);
+      throw new OptionValueError(`Unsupported VDI image size (size is 0x${hex(layout.diskSize)}, max supported is 0x${hex(L.MAX_DISK_SIZE)})`);
     }
     return isStatic ? new StaticWriter(sink, layout) : new DynamicWriter(sink, layout);
   },

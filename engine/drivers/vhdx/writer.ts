@@ -11,7 +11,7 @@
  */
 import type { ByteSink } from '../../io/sink.ts';
 import { boolOption, sizeOption, type BlockWriter, type CreateOptions, type FormatWriter } from '../../writer.ts';
-import { OptionError } from '../../errors.ts';
+import { OptionError, OptionValueError } from '../../errors.ts';
 import { viewOf } from '../common.ts';
 import { payloadIndex } from './bat.ts';
 import * as L from './layout.ts';
@@ -50,16 +50,16 @@ function blockSizeOption(opts: CreateOptions, size: number): number {
   const asked = sizeOption(opts, 'block_size', 0);
   if (asked === 0) return defaultBlockSize(size);
   const bs = Math.min(L.MAX_BLOCK_SIZE, Math.ceil(asked / MiB) * MiB);
-  if ((bs & (bs - 1)) !== 0) throw new OptionError('Block size must be a power of two');
+  if ((bs & (bs - 1)) !== 0) throw new OptionValueError('Block size must be a power of two');
   return bs;
 }
 
 /** `log_size` as qemu takes it: under 4 GiB, rounded up to whole MiB, not zero. */
 function logSizeOption(opts: CreateOptions): number {
   const asked = sizeOption(opts, 'log_size', MiB);
-  if (asked > 0xffffffff) throw new OptionError('Log size must be smaller than 4 GB');
+  if (asked > 0xffffffff) throw new OptionValueError('Log size must be smaller than 4 GB');
   const log = Math.ceil(asked / MiB) * MiB;
-  if (log === 0) throw new OptionError('Log size must be a multiple of 1 MB');
+  if (log === 0) throw new OptionValueError('Log size must be a multiple of 1 MB');
   return log;
 }
 
@@ -165,13 +165,13 @@ export const vhdxWriter: FormatWriter = {
     if (opts.compress) throw new OptionError('Compression not supported for this file format');
     const subformat = opts.options.get('subformat');
     if (subformat !== undefined && subformat !== 'dynamic' && subformat !== 'fixed') {
-      throw new OptionError(`Parameter 'subformat' does not accept value '${subformat}'`);
+      throw new OptionValueError(`Parameter 'subformat' does not accept value '${subformat}'`);
     }
     const zeroState = boolOption(opts, 'block_state_zero') ?? true;
     const size = Math.ceil(opts.size / 512) * 512;
     const logSize = logSizeOption(opts);
     const blockSize = blockSizeOption(opts, size);
-    if (size > L.MAX_VIRTUAL_DISK_SIZE) throw new OptionError('Image size too large; max of 64TB');
+    if (size > L.MAX_VIRTUAL_DISK_SIZE) throw new OptionValueError('Image size too large; max of 64TB');
     const fixed = subformat === 'fixed';
     const layout = planLayout(size, blockSize, logSize);
     const unwritten = fixed ? L.PAYLOAD_BLOCK_FULLY_PRESENT : zeroState ? L.PAYLOAD_BLOCK_ZERO : L.PAYLOAD_BLOCK_NOT_PRESENT;

@@ -12,7 +12,7 @@
 import { zlibSync } from 'fflate';
 import type { ByteSink } from '../../io/sink.ts';
 import { boolOption, type BlockWriter, type CreateOptions, type FormatWriter, type SinkOpener } from '../../writer.ts';
-import { OptionError, UnsupportedFeatureError } from '../../errors.ts';
+import { OptionError, OptionValueError, UnsupportedFeatureError } from '../../errors.ts';
 import * as B from './build.ts';
 import * as L from './layout.ts';
 
@@ -56,27 +56,27 @@ export function flatExtentName(descriptorName: string): string {
 
 function settings(opts: CreateOptions): VmdkSettings {
   const subformat = opts.options.get('subformat') ?? 'monolithicSparse';
-  if (!SUBFORMATS.includes(subformat)) throw new OptionError(`invalid parameter value: ${subformat}`);
+  if (!SUBFORMATS.includes(subformat)) throw new OptionValueError(`invalid parameter value: ${subformat}`);
   const adapter = opts.options.get('adapter_type') ?? 'ide';
-  if (!(B.ADAPTER_TYPES as readonly string[]).includes(adapter)) throw new OptionError(`invalid parameter value: ${adapter}`);
+  if (!(B.ADAPTER_TYPES as readonly string[]).includes(adapter)) throw new OptionValueError(`invalid parameter value: ${adapter}`);
   const compat6 = boolOption(opts, 'compat6') ?? false;
   const zeroedGrain = boolOption(opts, 'zeroed_grain') ?? false;
   const hw = opts.options.get('hwversion');
-  if (compat6 && hw !== undefined && hw !== 'undefined') throw new OptionError('compat6 cannot be enabled with hwversion set');
+  if (compat6 && hw !== undefined && hw !== 'undefined') throw new OptionValueError('compat6 cannot be enabled with hwversion set');
   const prealloc = opts.options.get('preallocation');
   // falloc only asks the host to reserve space, which changes no byte of the image.
-  if (prealloc !== undefined && prealloc !== 'off' && prealloc !== 'falloc') throw new OptionError(`Unsupported preallocation mode: ${prealloc}`);
+  if (prealloc !== undefined && prealloc !== 'off' && prealloc !== 'falloc') throw new OptionValueError(`Unsupported preallocation mode: ${prealloc}`);
   if (subformat.startsWith('twoGbMaxExtent')) throw new UnsupportedFeatureError('', `writing the VMDK subformat ${subformat}`);
 
   const backing = opts.backing as BackingDescription | undefined;
   let parentCid = NO_PARENT_CID;
   if (backing) {
-    if (subformat === 'monolithicFlat') throw new OptionError("Flat image can't have backing file");
-    if (backing.format !== undefined && backing.format !== 'vmdk') throw new OptionError('backing_file must be a vmdk image');
+    if (backing.format !== undefined && backing.format !== 'vmdk') throw new OptionValueError('backing_file must be a vmdk image');
+    if (subformat === 'monolithicFlat') throw new OptionValueError("Flat image can't have backing file");
     // A child's parentCID must be its parent's CID, or reads through to the parent fail.
     if (!backing.facts) throw new UnsupportedFeatureError('', "a VMDK parent link without the parent's CID");
     const cid = backing.facts.formatSpecific?.data['cid'];
-    if (typeof cid !== 'number') throw new OptionError('backing_file must be a vmdk image');
+    if (typeof cid !== 'number') throw new OptionValueError('backing_file must be a vmdk image');
     parentCid = cid;
   }
   if (opts.compress && subformat === 'monolithicFlat') throw new OptionError('invalid cluster size');
@@ -84,9 +84,9 @@ function settings(opts: CreateOptions): VmdkSettings {
   // qemu sizes a VMDK in whole sectors.
   const capacity = Math.ceil(opts.size / L.SECTOR);
   // An empty sparse extent reads as a mere descriptor carrier, an empty flat one as no disk: qemu opens neither.
-  if (capacity === 0) throw new OptionError('a VMDK image needs a size of at least one sector');
+  if (capacity === 0) throw new OptionValueError('a VMDK image needs a size of at least one sector');
   if (subformat !== 'monolithicFlat' && B.hostedLayout(capacity).gtCount > L.MAX_GD_ENTRIES) {
-    throw new OptionError(`a VMDK sparse extent of ${capacity} sectors needs more than the ${L.MAX_GD_ENTRIES} grain tables qemu reads`);
+    throw new OptionValueError(`a VMDK sparse extent of ${capacity} sectors needs more than the ${L.MAX_GD_ENTRIES} grain tables qemu reads`);
   }
   return {
     subformat,
@@ -109,7 +109,7 @@ function descriptorBytes(s: VmdkSettings, createType: string, extent: string, ma
   const text = new TextEncoder().encode(B.descriptorText({ ...s.descriptor, createType, extents: [extent] }));
   const sectors = Math.ceil(text.length / L.SECTOR);
   if (maxSectors !== undefined && sectors > maxSectors) {
-    throw new OptionError(`the descriptor needs ${text.length} bytes, more than the ${maxSectors * L.SECTOR} reserved for it`);
+    throw new OptionValueError(`the descriptor needs ${text.length} bytes, more than the ${maxSectors * L.SECTOR} reserved for it`);
   }
   const out = new Uint8Array(sectors * L.SECTOR);
   out.set(text);

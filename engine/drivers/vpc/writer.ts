@@ -10,7 +10,7 @@
  */
 import type { ByteSink } from '../../io/sink.ts';
 import { boolOption, type BlockWriter, type CreateOptions, type FormatWriter } from '../../writer.ts';
-import { OptionError } from '../../errors.ts';
+import { OptionError, OptionValueError } from '../../errors.ts';
 import * as L from './layout.ts';
 import {
   BAT_OFFSET,
@@ -130,21 +130,21 @@ export const vpcWriter: FormatWriter = {
     if (opts.compress) throw new OptionError('Compression not supported for this file format');
     const subformat = opts.options.get('subformat');
     if (subformat !== undefined && subformat !== 'dynamic' && subformat !== 'fixed') {
-      throw new OptionError(`Parameter 'subformat' does not accept value '${subformat}'`);
+      throw new OptionValueError(`Parameter 'subformat' does not accept value '${subformat}'`);
     }
     let fixed = subformat === 'fixed';
     let forceSize = boolOption(opts, 'force_size') ?? false;
     let bytes = opts.size;
     if (boolOption(opts, 'azure')) {
       // Azure takes fixed disks whose virtual size is a whole number of MiB, exactly.
-      if (subformat === 'dynamic') throw new OptionError("Parameter 'azure' needs subformat=fixed");
-      if (boolOption(opts, 'force_size') === false) throw new OptionError("Parameter 'azure' needs force_size=on");
+      if (subformat === 'dynamic') throw new OptionValueError("Parameter 'azure' needs subformat=fixed");
+      if (boolOption(opts, 'force_size') === false) throw new OptionValueError("Parameter 'azure' needs force_size=on");
       fixed = true;
       forceSize = true;
       bytes = Math.ceil(bytes / MiB) * MiB;
     }
     const size = vhdSize(bytes, forceSize);
-    if (!size) throw new OptionError("The image size is too large for file format 'vpc'");
+    if (!size) throw new OptionValueError("The image size is too large for file format 'vpc'");
     const footer = buildFooter({
       diskType: fixed ? L.TYPE_FIXED : L.TYPE_DYNAMIC,
       size,
