@@ -9,6 +9,8 @@ export const MiB = 2 ** 20;
 export const GIB = Number(process.env.VDISK_BENCH_GIB ?? 4);
 /** Runs per measurement (VDISK_BENCH_RUNS, default 5); medians are reported. */
 export const RUNS = Number(process.env.VDISK_BENCH_RUNS ?? 5);
+/** Seconds between a command's cleanup and the next timed run (VDISK_BENCH_SETTLE, default 3): see versusQemu. */
+const SETTLE_S = Number(process.env.VDISK_BENCH_SETTLE ?? 3);
 /** The CLI under test (VDISK_CLI, default the build in dist/). */
 const VDISK = process.env.VDISK_CLI ?? 'dist/cli/vdisk.mjs';
 
@@ -38,11 +40,16 @@ export interface VersusOptions {
 export function versusQemu(op: string, vdiskArgs: string[], qemuArgs: string[], opts: VersusOptions = {}): void {
   const v: number[] = [];
   const q: number[] = [];
-  // Each run starts with nothing waiting to be written back: gigabytes of an earlier output still
-  // dirty in the page cache throttle whichever command writes next, by seconds.
+  // Every run starts from the same state. Nothing is waiting to be written back: gigabytes of an
+  // earlier output still dirty in the page cache throttle whichever command writes next. And the
+  // memory the last output held has had time to go back to the host: a virtual machine that
+  // reports free memory to its host (virtio-balloon) gets it back only by faulting it in again,
+  // so a command that started at once could reuse warm memory and one that started later could
+  // not (the same 2 GiB write took 0.6 s or 2-3.4 s), whichever tool it was.
   const settle = () => {
     opts.after?.();
     spawnSync('sync');
+    spawnSync('sleep', [String(SETTLE_S)]);
   };
   for (let i = 0; i < RUNS; i++) {
     settle();

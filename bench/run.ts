@@ -6,7 +6,8 @@
  * measurement, and the whole run is written as JSON to bench/results/.
  *
  * Environment: VDISK_BENCH_GIB (image size, default 4), VDISK_BENCH_RUNS
- * (default 5), VDISK_BENCH_DIR (scratch folder, default the system temp dir),
+ * (default 5), VDISK_BENCH_SETTLE (seconds of rest before each timed command,
+ * default 3), VDISK_BENCH_DIR (scratch folder, default the system temp dir),
  * VDISK_CLI (the vdisk build to time, default dist/cli/vdisk.mjs),
  * VDISK_BENCH_ONLY (comma-separated section names, default all of them),
  * VDISK_DIST (the built web app the browser section serves, default dist/).
