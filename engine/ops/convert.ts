@@ -28,6 +28,12 @@ import { resolve, type Resolved } from './resolve.ts';
  * 4 GiB raw → qcow2) and cut user time by about a fifth.
  */
 const CHUNK = 8 * 1024 * 1024;
+/**
+ * Bytes read per step when units are compressed: every unit of the chunks in
+ * flight is on its way to a compressor at once, and a 4 GiB `-c` conversion
+ * peaked at 324 MB resident with 8 MiB steps against 232 MB with these.
+ */
+const COMPRESSING_CHUNK = 2 * 1024 * 1024;
 /** Chunks holding buffers at once: one with the writer while the next ones are read and scanned. */
 const DEPTH = 3;
 /**
@@ -105,12 +111,13 @@ const runEnd = (r: Resolved) => r.mapping.offset + r.mapping.length;
 export async function convertImage(image: Image, writer: BlockWriter, opts: ConvertOptions = {}): Promise<void> {
   const k = kernels();
   const unit = writer.blockSize;
-  const chunk = Math.max(unit, CHUNK - (CHUNK % unit));
+  const compressor = writer.codec ? opts.compressor : undefined;
+  const step = compressor ? COMPRESSING_CHUNK : CHUNK;
+  const chunk = Math.max(unit, step - (step % unit));
   const reader = new ImageReader(image);
   const backingReader = opts.backing ? new ImageReader(opts.backing) : undefined;
   const sparse = opts.sparseSize ?? 4096;
   const size = image.size;
-  const compressor = writer.codec ? opts.compressor : undefined;
 
   /** Reads a chunk into its slot, classifies its units and sets their compression going. */
   const scan = async (pos: number, len: number, runs: Resolved[], slot: Slot): Promise<Scanned> => {

@@ -1,12 +1,14 @@
 // Memory bounds: map, compare and convert -O qcow2 run in a child process (the
 // CLI) on a 16 TiB-virtual sparse qcow2 with data scattered over it and on a
-// 4 GiB dense raw image; the process's peak resident set size must stay under
-// 300 MiB, whatever the image's size. Not a timing test: only memory is
-// asserted. The dense image is made here and deleted afterwards.
+// 4 GiB dense raw image, and the compressing conversions (their worker
+// threads count too) on 1 GiB of text and random bytes; the process's peak resident set size
+// must stay under 300 MiB, whatever the image's size. Not a timing test: only
+// memory is asserted. The dense images are made here and deleted afterwards.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { describeRun, qemuImg, run, ROOT, VDISK, type RunResult } from '../helpers/run.ts';
 
 const MiB = 1024 * 1024;
@@ -74,5 +76,32 @@ describe('peak RSS stays under 300 MiB', () => {
     }
     boundedOps('dense.raw');
     rmSync(join(dir, 'dense.raw'));
+  }, 180_000);
+
+  it('compressing 1 GiB of text and random bytes, into qcow2 and stream-optimized VMDK', () => {
+    // Per 4 MiB: log-like lines, numbered so that no two pieces are alike, then random bytes (units that do not shrink).
+    const fd = openSync(join(dir, 'text.raw'), 'w');
+    try {
+      for (let at = 0, line = 0; at < GiB; at += 4 * MiB) {
+        let text = '';
+        while (text.length < 2 * MiB) text += `2026-11-21 12:${String(line % 60).padStart(2, '0')} host app[${line % 977}]: request ${line++} served in ${line % 89} ms\n`;
+        const piece = Buffer.concat([Buffer.from(text.slice(0, 2 * MiB)), randomBytes(2 * MiB)]);
+        writeSync(fd, piece, 0, piece.length, at);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const peaks: Record<string, number> = {};
+    for (const [label, args] of [
+      ['qcow2 -c', ['-c', '-O', 'qcow2']],
+      ['vmdk streamOptimized', ['-O', 'vmdk', '-o', 'subformat=streamOptimized']],
+    ] as const) {
+      const converted = vdiskPeak(['convert', '-f', 'raw', ...args, 'text.raw', 'text.out']);
+      ok(`vdisk convert ${label}`, converted.r);
+      peaks[label] = converted.peakMiB;
+      rmSync(join(dir, 'text.out'));
+    }
+    expect(peaks).toSatisfy((p: Record<string, number>) => Object.values(p).every((v) => v < PEAK_RSS_LIMIT_MIB), `peak RSS in MiB under ${PEAK_RSS_LIMIT_MIB}`);
+    rmSync(join(dir, 'text.raw'));
   }, 180_000);
 });
