@@ -46,9 +46,14 @@ export function versusQemu(op: string, vdiskArgs: string[], qemuArgs: string[], 
   // reports free memory to its host (virtio-balloon) gets it back only by faulting it in again,
   // so a command that started at once could reuse warm memory and one that started later could
   // not (the same 2 GiB write took 0.6 s or 2-3.4 s), whichever tool it was.
-  const settle = () => {
+  const cleanUp = () => {
     opts.after?.();
     spawnSync('sync');
+  };
+  // Every run waits the same time: each case's first run used to follow two waits (the last
+  // case's closing one and its own), met colder memory and was the case's slowest.
+  const settle = () => {
+    cleanUp();
     spawnSync('sleep', [String(SETTLE_S)]);
   };
   for (let i = 0; i < RUNS; i++) {
@@ -57,7 +62,7 @@ export function versusQemu(op: string, vdiskArgs: string[], qemuArgs: string[], 
     settle();
     q.push(time('qemu-img', qemuArgs));
   }
-  settle();
+  cleanUp();
   const row = { op, vdisk_s: median(v), qemu_s: median(q), ratio: median(v) / median(q), target: opts.target, vdisk_runs: v, qemu_runs: q };
   results.push(row);
   const target = row.target === undefined ? '' : `  <= ${row.target.toFixed(2)} ${row.ratio <= row.target ? 'ok' : 'MISSED'}`;
