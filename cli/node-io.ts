@@ -123,8 +123,8 @@ export class WriteError extends VDiskError {
  * The most one write call hands the kernel: 2 MiB, qemu-img's request size.
  * Linux sizes page-cache folios by the write, and on a virtual machine that
  * returns free memory to its host, large folios come from memory the host has
- * taken back and must fault in again: a 4 GiB raw → qcow2 took 3.6-6.4 s with
- * its 2 GiB of data written 8 MiB at a time, 2.3-3.6 s in 2 MiB pieces, as
+ * taken back and must fault in again: a 4 GiB raw → qcow2 took 6.4-7.4 s with
+ * its 2 GiB of data written 8 MiB at a time, 2.3-4.5 s in 2 MiB pieces, as
  * qemu-img writes it (measured here, alternating runs).
  */
 const WRITE_PIECE = 2 * 1024 * 1024;
