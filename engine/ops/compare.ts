@@ -15,6 +15,7 @@ import { kernels } from '../kernels/index.ts';
 import { xxh32Hex } from '../kernels/xxh32.ts';
 import { ImageReader } from './read.ts';
 import { resolve, type Resolved } from './resolve.ts';
+import { PlanReader, type PlanError } from './plan.ts';
 import type { Progress } from './convert.ts';
 
 /** qemu-img compare reads at most this much at a time; offsets it reports follow from it. */
@@ -99,9 +100,7 @@ type Step =
   /** Read what qemu-img reads here: one side or both, in order; what is not zero is compared (or checked for zeros). */
   | { kind: 'read'; offset: number; length: number; sides: Side[] }
   | { kind: 'strict-mismatch'; offset: number }
-  | { kind: 'size-warning' }
-  /** Planning failed here; raised only if the walk gets this far. */
-  | { kind: 'error'; error: unknown };
+  | { kind: 'size-warning' };
 
 /**
  * A side to read over a step, with its already-resolved run, which covers the
@@ -246,7 +245,7 @@ export async function compareImages(a: CompareSide, b: CompareSide, opts: Compar
   const slots = Array.from({ length: DEPTH }, () => ({ x: k.alloc(IO_BUF), y: k.alloc(IO_BUF) }));
   const free = [...slots];
   interface Queued {
-    step: Step;
+    step: Step | PlanError;
     slot?: (typeof slots)[number];
     /** The step's bytes to compare: one buffer (checked for zeros) or two. */
     data?: Uint8Array[];
@@ -258,23 +257,12 @@ export async function compareImages(a: CompareSide, b: CompareSide, opts: Compar
   }
   const queue: Queued[] = [];
   const limit = limiter(READS);
-  const steps = plan();
-  let planned = false;
+  const steps = new PlanReader(plan());
 
   const enqueue = async () => {
-    while (!planned && queue.length < MAX_QUEUED && free.length > 0) {
-      let step: Step;
-      try {
-        const next = await steps.next();
-        if (next.done) {
-          planned = true;
-          return;
-        }
-        step = next.value;
-      } catch (error) {
-        step = { kind: 'error', error };
-        planned = true;
-      }
+    while (!steps.done && queue.length < MAX_QUEUED && free.length > 0) {
+      const step = await steps.next();
+      if (!step) return;
       if (step.kind !== 'read') {
         queue.push({ step });
         continue;

@@ -19,6 +19,7 @@ import { throwIfAborted } from '../errors.ts';
 import { kernels } from '../kernels/index.ts';
 import { ImageReader } from './read.ts';
 import { resolve, type Resolved } from './resolve.ts';
+import { PlanReader, type PlanError } from './plan.ts';
 
 /**
  * Bytes read per step, rounded to whole units (writers' units are at most
@@ -84,9 +85,7 @@ type Step =
   /** The source reads as zeros up to `end` (a unit boundary or the end): nothing to read or write. */
   | { kind: 'skip'; end: number }
   /** Read [pos, pos + len) from the runs that cover it, in order. */
-  | { kind: 'chunk'; pos: number; len: number; runs: Resolved[] }
-  /** Planning failed here; raised only when the walk gets this far. */
-  | { kind: 'error'; error: unknown };
+  | { kind: 'chunk'; pos: number; len: number; runs: Resolved[] };
 
 /** A chunk read and scanned: what each unit becomes, and its compressed bytes when the writer wants them. */
 interface Scanned {
@@ -101,7 +100,7 @@ interface Slot {
 }
 
 interface Queued {
-  step: Step;
+  step: Step | PlanError;
   slot?: Slot;
   scanned?: Promise<Scanned>;
 }
@@ -152,8 +151,7 @@ export async function convertImage(image: Image, writer: BlockWriter, opts: Conv
   const slots: Slot[] = Array.from({ length: DEPTH }, () => ({ data: k.alloc(chunk), theirs: opts.backing ? k.alloc(chunk) : undefined }));
   const idle = [...slots];
   const queue: Queued[] = [];
-  const steps = plan(image, unit, chunk, !opts.backing);
-  let planned = false;
+  const steps = new PlanReader(plan(image, unit, chunk, !opts.backing));
   // Chunks take turns in READS lanes, each read after the one before it in its lane. Reads
   // of the backing file walk its tables, so with -B there is one lane: no two walks race.
   const lanes: Promise<unknown>[] = Array.from({ length: opts.backing ? 1 : READS }, () => Promise.resolve());
@@ -161,19 +159,9 @@ export async function convertImage(image: Image, writer: BlockWriter, opts: Conv
 
   /** Plans steps and starts their reads until every slot is taken or the plan ends. */
   const topUp = async () => {
-    while (!planned && idle.length > 0 && queue.length < MAX_QUEUED) {
-      let step: Step;
-      try {
-        const next = await steps.next();
-        if (next.done) {
-          planned = true;
-          return;
-        }
-        step = next.value;
-      } catch (error) {
-        step = { kind: 'error', error };
-        planned = true;
-      }
+    while (!steps.done && idle.length > 0 && queue.length < MAX_QUEUED) {
+      const step = await steps.next();
+      if (!step) return;
       if (step.kind !== 'chunk') {
         queue.push({ step });
         continue;
