@@ -5,10 +5,14 @@
  * compresses nothing starts none). Each unit goes to the worker with the
  * fewest bytes outstanding; the units handed over in one turn of the event
  * loop (a chunk's worth, as the pipeline asks) travel to each worker as one
- * message in one buffer and come back the same way. `close` asks each
- * worker to end once the message it is on is done: a thread terminated in
- * the middle of zlib can bring the whole process down (Node 20 asserts
- * "close before init" while freeing it).
+ * message in one buffer and come back the same way.
+ *
+ * A thread is never terminated: one stopped in the middle of zlib brings the
+ * whole process down (Node 20 asserts "close before init" while freeing it).
+ * `close` raises the pool's stop flag instead; each worker checks it before
+ * every message and ends once the one it is on is done, and the process
+ * waits for that. `stopCompressing` does the same for every pool, for a
+ * process that must exit now.
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
@@ -24,10 +28,12 @@ interface Batch {
 
 // Plain CommonJS so it runs as an eval worker without a file of its own.
 const WORKER = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
+const stop = new Int32Array(workerData);
 parentPort.on('message', (message) => {
-  if (message === 'stop') return parentPort.close();
+  // Units queued behind a raised flag are not wanted any more.
+  if (Atomics.load(stop, 0) !== 0) return parentPort.close();
   const { codecs, lengths, bytes } = message;
   const outs = [];
   let at = 0;
@@ -65,15 +71,29 @@ interface PoolWorker {
   sent: Pending[][];
 }
 
+/** Each open pool's close, and every worker thread not yet ended. */
+const openPools = new Set<() => void>();
+const running = new Set<Promise<void>>();
+
+/** Closes every pool and resolves once all their threads have ended. */
+export async function stopCompressing(): Promise<void> {
+  for (const close of openPools) close();
+  await Promise.all(running);
+}
+
 export function compressPool(size = availableParallelism()): Compressor {
   let workers: PoolWorker[] | undefined;
   let flushing = false;
+  const stop = new Int32Array(new SharedArrayBuffer(4));
   const fail = (e: Error) => {
     for (const w of workers ?? []) for (const p of [...w.sent.flat(), ...w.next]) p.reject(e);
   };
   const start = () =>
     Array.from({ length: Math.max(1, size) }, () => {
-      const w: PoolWorker = { worker: new Worker(WORKER, { eval: true }), outstanding: 0, next: [], sent: [] };
+      const w: PoolWorker = { worker: new Worker(WORKER, { eval: true, workerData: stop.buffer }), outstanding: 0, next: [], sent: [] };
+      const ended = new Promise<void>((resolve) => w.worker.once('exit', () => resolve()));
+      running.add(ended);
+      void ended.then(() => running.delete(ended));
       w.worker.on('message', ({ lengths, bytes }: Omit<Batch, 'codecs'>) => {
         const units = w.sent.shift()!;
         let at = 0;
@@ -103,6 +123,13 @@ export function compressPool(size = availableParallelism()): Compressor {
       w.worker.postMessage(batch, [bytes.buffer]);
     }
   };
+  const close = () => {
+    openPools.delete(close);
+    Atomics.store(stop, 0, 1);
+    // An idle worker wakes for this message and ends; a busy one ends after the message it is on.
+    for (const w of workers ?? []) w.worker.postMessage('stop');
+  };
+  openPools.add(close);
   return {
     compress(data: Uint8Array, codec: Codec) {
       workers ??= start();
@@ -117,12 +144,6 @@ export function compressPool(size = availableParallelism()): Compressor {
       }
       return promise;
     },
-    close() {
-      for (const w of workers ?? []) {
-        w.worker.postMessage('stop');
-        // Nobody waits for answers any more; the process need not wait for the thread either.
-        w.worker.unref();
-      }
-    },
+    close,
   };
 }

@@ -8,7 +8,7 @@ import { lstat, open, realpath, rename, stat, unlink, type FileHandle } from 'no
 import { promisify } from 'node:util';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { BackingFileMissingError, ReadError, VDiskError, type ReferenceKind } from '../engine/errors.ts';
+import { BackingFileMissingError, CancelledError, ReadError, VDiskError, type ReferenceKind } from '../engine/errors.ts';
 import { clampRead, type ByteSource } from '../engine/io/source.ts';
 import { combinePath, type Opener } from '../engine/io/opener.ts';
 import type { ByteSink } from '../engine/io/sink.ts';
@@ -98,8 +98,29 @@ export const nodeWorkspace: Workspace = {
   open: (name) => openOrMissing(name, name, 'image'),
 };
 
-/** Temporary files of sinks not yet committed, removed if the process is interrupted. */
-export const pendingTemps = new Set<string>();
+/**
+ * Temporary files of sinks not yet committed, each with its opening (the file
+ * exists once that settles), and whether the process is being interrupted.
+ */
+const temporaries = new Map<string, Promise<unknown>>();
+let interrupted = false;
+
+/**
+ * For a process about to exit on a signal: no output is started or committed
+ * from now on, and every temporary file is removed, including one whose
+ * opening was still under way.
+ */
+export async function abandonOutputs(): Promise<void> {
+  interrupted = true;
+  await Promise.allSettled(temporaries.values());
+  for (const temp of temporaries.keys()) {
+    try {
+      fs.unlinkSync(temp);
+    } catch {
+      // Already gone.
+    }
+  }
+}
 
 /** The output file could not be started (qemu's "Could not create"). */
 export class CreateError extends VDiskError {
@@ -146,13 +167,16 @@ export class NodeFileSink implements ByteSink {
   static async create(path: string): Promise<NodeFileSink> {
     const target = await writableTarget(path);
     const temp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.part`);
+    if (interrupted) throw new CancelledError(path);
+    const opening = open(temp, 'wx');
+    temporaries.set(temp, opening);
     let fh: FileHandle;
     try {
-      fh = await open(temp, 'wx');
+      fh = await opening;
     } catch (e) {
+      temporaries.delete(temp);
       throw new CreateError(path, strerror(e));
     }
-    pendingTemps.add(temp);
     return new NodeFileSink(path, target, temp, fh);
   }
 
@@ -175,14 +199,15 @@ export class NodeFileSink implements ByteSink {
       throw new WriteError(this.name, length, strerror(e));
     }
     await this.fh.close();
+    if (interrupted) throw new CancelledError(this.name);
     await rename(this.temp, this.target);
-    pendingTemps.delete(this.temp);
+    temporaries.delete(this.temp);
   }
 
   async abort(): Promise<void> {
     await this.fh.close().catch(() => {});
     await unlink(this.temp).catch(() => {});
-    pendingTemps.delete(this.temp);
+    temporaries.delete(this.temp);
   }
 }
 

@@ -4,7 +4,6 @@
  * in-process and prints what qemu-img would print.
  */
 import { readFile } from 'node:fs/promises';
-import { unlinkSync } from 'node:fs';
 import { EngineApi } from '../engine/api.ts';
 import { OpenError, OptionValueError, SnapshotNotFoundError, VDiskError } from '../engine/errors.ts';
 import { CompareStepError } from '../engine/ops/compare.ts';
@@ -16,8 +15,8 @@ import { loadWasmKernels } from '../engine/kernels/index.ts';
 import { loadWasmInflate } from '../engine/kernels/inflate.ts';
 import type { SnapshotSelector } from '../engine/driver.ts';
 import { has, last, parseArgs, parseSize, UsageError, type OptionSpec, type Parsed } from './args.ts';
-import { CreateError, NodeFileSink, nodeWorkspace, pendingTemps } from './node-io.ts';
-import { compressPool } from './compress-pool.ts';
+import { abandonOutputs, CreateError, NodeFileSink, nodeWorkspace } from './node-io.ts';
+import { compressPool, stopCompressing } from './compress-pool.ts';
 import { progressLine } from './progress.ts';
 import { sizeToStr } from '../engine/format/human.ts';
 import type { FileLength } from '../engine/api.ts';
@@ -400,17 +399,19 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+let interrupted = false;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
-    for (const t of pendingTemps) {
-      try {
-        unlinkSync(t);
-      } catch {
-        // Already gone.
-      }
-    }
     // 128 + the signal's number, as a shell reports a process the signal ended (qemu-img has no handler).
-    process.exit(sig === 'SIGINT' ? 130 : 143);
+    const code = sig === 'SIGINT' ? 130 : 143;
+    // A second signal does not wait.
+    if (interrupted) process.exit(code);
+    interrupted = true;
+    // Exiting ends every thread wherever it is, and one ended inside zlib aborts the whole
+    // process: the compression threads finish the unit they are on first.
+    void abandonOutputs()
+      .then(stopCompressing)
+      .then(() => process.exit(code));
   });
 }
 
