@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { qemuImg, run, vdisk } from '../helpers/run.ts';
 import { vdiWriter } from '../../engine/drivers/vdi/writer.ts';
 import * as L from '../../engine/drivers/vdi/layout.ts';
-import { checkOutput, convertBoth, convertInProcess, makeSources, ok, type Source } from './vmdk-vdi-support.ts';
+import { checkOutput, convertBoth, convertInProcess, makeSources } from './vmdk-vdi-support.ts';
+import { ok, type Source } from './parity.ts';
 
 let dir: string;
 let sources: Source[];
@@ -51,7 +52,7 @@ describe('vdi writer: every source, dynamic and static', () => {
   for (const [tag, args] of sets) {
     for (const label of ['raw', 'qcow2', 'compressed qcow2', 'qcow2 chain', 'stream-optimized vmdk', 'vhdx', 'vdi']) {
       it(`${tag} from ${label}`, () => {
-        const src = sources.find((s) => s.label === label)!;
+        const src = sources.find((s) => s.name === label)!;
         const pair = convertBoth(dir, `${tag}-${label.replace(/ /g, '-')}`, src, ['-O', 'vdi', ...args], 'disk.vdi');
         const { ours, theirs } = checkOutput(dir, pair, src, 'vdi', ['disk.vdi']);
         sizes.push(`vdi ${tag} from ${label}: ours ${ours} B, qemu-img ${theirs} B`);
@@ -109,7 +110,7 @@ describe('vdi writer: images as qemu-img makes them', () => {
     mkdirSync(folder, { recursive: true });
     ok('create', qemuImg(['create', '-q', '-f', 'qcow2', 'big.qcow2', '300G'], { cwd: folder }));
     ok('qemu-io', run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 290G 4k', '-c', 'write -P 0xa5 1G 4k', 'big.qcow2'], { cwd: folder }));
-    const src: Source = { label: 'big', file: join('window', 'big.qcow2'), format: 'qcow2' };
+    const src: Source = { name: 'big', file: join('window', 'big.qcow2'), format: 'qcow2' };
     const pair = convertBoth(dir, 'window-out', src, ['-O', 'vdi'], 'disk.vdi');
     checkOutput(dir, pair, src, 'vdi', ['disk.vdi']);
     expect(withoutUuids(join(pair.v, 'disk.vdi')).equals(withoutUuids(join(pair.q, 'disk.vdi')))).toBe(true);

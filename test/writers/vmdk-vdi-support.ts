@@ -4,9 +4,10 @@
 // the checks every output must pass, and an in-process conversion that hands
 // a writer the parent's facts (for VMDK parent links).
 import { expect } from 'vitest';
-import { mkdirSync, openSync, rmSync, statSync, writeSync, closeSync, existsSync } from 'node:fs';
+import { mkdirSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { describeRun, qemuImg, run, vdisk, type RunResult } from '../helpers/run.ts';
+import { qemuImg, run, vdisk } from '../helpers/run.ts';
+import { allocated, ok, text, type Source } from './parity.ts';
 import { NodeFileSink, nodeWorkspace } from '../../cli/node-io.ts';
 import { openImage, type Image } from '../../engine/image.ts';
 import { convertImage } from '../../engine/ops/convert.ts';
@@ -14,14 +15,6 @@ import { inlineCompressor } from '../../engine/codecs/compress.ts';
 import type { CreateOptions, FormatWriter } from '../../engine/writer.ts';
 
 export const MiB = 1024 * 1024;
-
-export const ok = (label: string, r: RunResult) => expect(r.status, describeRun(label, r)).toBe(0);
-
-export interface Source {
-  label: string;
-  file: string;
-  format: string;
-}
 
 /** A deterministic byte pattern that does not compress (xorshift32). */
 export function noise(bytes: number, seed: number): Uint8Array {
@@ -34,13 +27,6 @@ export function noise(bytes: number, seed: number): Uint8Array {
     out[i] = x & 0xff;
   }
   return out;
-}
-
-/** Log-like text, which compresses well but not to nothing. */
-export function text(bytes: number): Uint8Array {
-  let s = '';
-  for (let i = 0; s.length < bytes; i++) s += `2024-05-0${i % 9} 12:${String(i % 60).padStart(2, '0')} host kernel: [${i * 7}] sd 0:0:${i % 4}:0 request ${i * 31}\n`;
-  return new TextEncoder().encode(s.slice(0, bytes));
 }
 
 function poke(path: string, offset: number, bytes: Uint8Array): void {
@@ -77,19 +63,14 @@ export function makeSources(dir: string): Source[] {
   ok('create', qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', 'top.qcow2'], { cwd: dir }));
   qemuIo(dir, 'qcow2', join(dir, 'top.qcow2'), ['write -P 0x55 2M 64k', 'write -z 0 64k', 'write -z 32M 1M', 'write -P 0x66 40M 4k']);
   return [
-    { label: 'raw', file: 'src.raw', format: 'raw' },
-    { label: 'qcow2', file: 'src.qcow2', format: 'qcow2' },
-    { label: 'compressed qcow2', file: 'srcc.qcow2', format: 'qcow2' },
-    { label: 'qcow2 chain', file: 'top.qcow2', format: 'qcow2' },
-    { label: 'stream-optimized vmdk', file: 'src-so.vmdk', format: 'vmdk' },
-    { label: 'vhdx', file: 'src.vhdx', format: 'vhdx' },
-    { label: 'vdi', file: 'src.vdi', format: 'vdi' },
+    { name: 'raw', file: 'src.raw', format: 'raw' },
+    { name: 'qcow2', file: 'src.qcow2', format: 'qcow2' },
+    { name: 'compressed qcow2', file: 'srcc.qcow2', format: 'qcow2' },
+    { name: 'qcow2 chain', file: 'top.qcow2', format: 'qcow2' },
+    { name: 'stream-optimized vmdk', file: 'src-so.vmdk', format: 'vmdk' },
+    { name: 'vhdx', file: 'src.vhdx', format: 'vhdx' },
+    { name: 'vdi', file: 'src.vdi', format: 'vdi' },
   ];
-}
-
-/** Bytes the host allocated for a file (stat blocks × 512). */
-export function allocated(path: string): number {
-  return existsSync(path) ? statSync(path).blocks * 512 : 0;
 }
 
 export interface Pair {

@@ -22,7 +22,8 @@ import { inlineCompressor } from '../../engine/codecs/compress.ts';
 import { ImageReader } from '../../engine/ops/read.ts';
 import { MemorySource } from '../../engine/io/source.ts';
 import { FileSetOpener } from '../../engine/io/opener.ts';
-import { allocated, checkOutput, convertBoth, convertInProcess, makeSources, MiB, noise, ok, type Source } from './vmdk-vdi-support.ts';
+import { checkOutput, convertBoth, convertInProcess, makeSources, MiB, noise } from './vmdk-vdi-support.ts';
+import { allocated, ok, type Source } from './parity.ts';
 
 let dir: string;
 let sources: Source[];
@@ -114,7 +115,7 @@ const SUBFORMATS = [
 function convertAndCheck(src: Source, tag: string, args: string[], files: string[]): void {
   const pair = convertBoth(dir, tag, src, ['-O', 'vmdk', ...args], 'disk.vmdk');
   const { ours, theirs } = checkOutput(dir, pair, src, 'vmdk', files);
-  sizes.push(`vmdk ${args.join(' ') || 'default'} from ${src.label}: ours ${ours} B, qemu-img ${theirs} B`);
+  sizes.push(`vmdk ${args.join(' ') || 'default'} from ${src.name}: ours ${ours} B, qemu-img ${theirs} B`);
   expect(descriptor(join(pair.v, 'disk.vmdk'))).toBe(descriptor(join(pair.q, 'disk.vmdk')));
   const stream = args.some((a) => a.includes('streamOptimized'));
   const flat = args.some((a) => a.includes('monolithicFlat'));
@@ -132,7 +133,7 @@ describe('vmdk writer: every source into every subformat', () => {
   for (const sub of SUBFORMATS) {
     for (const label of ['raw', 'qcow2', 'compressed qcow2', 'qcow2 chain', 'stream-optimized vmdk', 'vhdx', 'vdi']) {
       it(`${sub.tag} from ${label}`, () => {
-        convertAndCheck(sources.find((s) => s.label === label)!, sub.tag, sub.args, sub.files);
+        convertAndCheck(sources.find((s) => s.name === label)!, sub.tag, sub.args, sub.files);
       });
     }
   }
