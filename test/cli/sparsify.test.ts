@@ -165,15 +165,24 @@ describe('an output convert cannot write', () => {
     expect(readdirSync(s.dir).filter((f) => f.includes('fifo'))).toEqual(['fifo']);
   });
 
-  it('stops at a failed write with qemu-img’s message and leaves nothing behind', () => {
-    // A file size limit of 4 MiB makes the fifth MiB fail with EFBIG (SIGXFSZ ignored).
-    const limited = (cmd: string, args: string[]) => run('sh', ['-c', 'trap "" XFSZ; ulimit -f 4096; exec "$@"', 'sh', cmd, ...args], { cwd: s.dir });
-    const q = limited(QEMU_IMG, ['convert', '-O', 'qcow2', 'src.raw', 'big.q.qcow2']);
-    const v = limited(process.execPath, [VDISK, 'convert', '-O', 'qcow2', 'src.raw', 'big.v.qcow2']);
+  // The first MiBs are written from the main thread, the rest by the file's write thread: a failure in either reads the same.
+  it.each([
+    ['from the main thread', 4],
+    ['by the write thread', 32],
+  ])('stops at a write that fails %s with qemu-img’s message and leaves nothing behind', (_, limitMiB) => {
+    const src = `big${limitMiB}.raw`;
+    ok('create raw', qemuImg(['create', '-q', '-f', 'raw', src, '64M'], { cwd: s.dir }));
+    io('raw', src, ['write -P 0x5a 0 48M']);
+    // A file size limit (in the shell's 512-byte blocks) makes the write past it fail with EFBIG (SIGXFSZ ignored).
+    const limited = (cmd: string, args: string[]) => run('sh', ['-c', `trap "" XFSZ; ulimit -f ${limitMiB * 2048}; exec "$@"`, 'sh', cmd, ...args], { cwd: s.dir });
+    const q = limited(QEMU_IMG, ['convert', '-O', 'qcow2', src, 'big.q.qcow2']);
+    const v = limited(process.execPath, [VDISK, 'convert', '-O', 'qcow2', src, 'big.v.qcow2']);
     const message = /error while writing at byte \d+: File too large\n$/;
     expect(q.stderr).toMatch(message);
     expect(v.status).toBe(q.status);
     expect(v.stderr).toMatch(/^vdisk: big\.v\.qcow2: error while writing at byte \d+: File too large\n$/);
+    const at = Number(/at byte (\d+)/.exec(v.stderr)![1]);
+    expect(at, 'where the file reached its limit').toBe(limitMiB * MiB);
     expect(existsSync(s.path('big.v.qcow2'))).toBe(false);
     expect(readdirSync(s.dir).filter((f) => f.includes('big.v'))).toEqual([]);
   });
