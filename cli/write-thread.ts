@@ -101,6 +101,9 @@ export class WriteThread {
       eval: true,
       workerData: { fd, control: this.control.buffer, slots: this.slots.buffer, descriptors: this.descriptors.buffer, slotBytes: WRITE_PIECE },
     });
+    // Idle, the thread does not keep the process alive (a file given up by a failing
+    // conversion must not hold it); it does while the caller waits for it.
+    this.worker.unref();
     this.ended = new Promise((resolve) => this.worker.once('exit', () => resolve()));
     this.failed = new Promise((resolve) => {
       this.worker.once('message', ({ offset, code, message }: { offset: number; code?: string; message: string }) =>
@@ -140,6 +143,7 @@ export class WriteThread {
   async stop(): Promise<void> {
     Atomics.store(this.control, STOP, 1);
     this.signal();
+    this.worker.ref();
     await this.ended;
   }
 
@@ -155,7 +159,13 @@ export class WriteThread {
       if (Atomics.load(this.control, FAILED) !== 0) throw await this.failed;
       if (this.head - Atomics.load(this.control, TAIL) <= pending) return;
       const wait = waitAsync(this.control, TO_CALLER, seen);
-      if (wait.async) await wait.value;
+      if (!wait.async) continue;
+      this.worker.ref();
+      try {
+        await wait.value;
+      } finally {
+        this.worker.unref();
+      }
     }
   }
 

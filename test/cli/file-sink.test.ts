@@ -1,13 +1,16 @@
 // The CLI's output file: writes land in the order they were made whoever
 // makes them (this thread for the first MiBs, the file's write thread after),
 // a caller may reuse its buffer as soon as a write returns, and a file given
-// up leaves nothing behind. Judged against a model of the file in memory.
+// up leaves nothing behind; one dropped unfinished does not keep the process
+// alive. Writes are judged against a model of the file in memory.
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { build } from 'esbuild';
 import { NodeFileSink } from '../../cli/node-io.ts';
+import { run } from '../helpers/run.ts';
 
 const MiB = 1024 * 1024;
 const dir = mkdtempSync(join(tmpdir(), 'vdisk-sink-'));
@@ -59,4 +62,21 @@ describe('NodeFileSink', () => {
     await sink.abort();
     expect(readdirSync(folder)).toEqual([]);
   });
+
+  it('does not keep the process alive when dropped with its write thread idle', async () => {
+    // A conversion that fails without giving its file up must still end: the script hands
+    // 48 MiB over (past the switch to the write thread) and returns without commit or abort.
+    const script = join(dir, 'dropped.ts');
+    writeFileSync(
+      script,
+      `import { NodeFileSink } from ${JSON.stringify(resolve('cli/node-io.ts'))};
+      const sink = await NodeFileSink.create(${JSON.stringify(join(dir, 'dropped.bin'))});
+      for (let at = 0; at < 48 * 2 ** 20; at += 8 * 2 ** 20) await sink.write(at, new Uint8Array(8 * 2 ** 20).fill(7));
+      console.log('handed over');`,
+    );
+    const bundle = join(dir, 'dropped.mjs');
+    await build({ entryPoints: [script], outfile: bundle, bundle: true, platform: 'node', format: 'esm', logLevel: 'silent' });
+    const r = run(process.execPath, [bundle], { timeoutMs: 20_000 });
+    expect({ status: r.status, signal: r.signal, stdout: r.stdout }).toEqual({ status: 0, signal: null, stdout: 'handed over\n' });
+  }, 30_000);
 });
