@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { describeRun, qemuImg, run, vdisk, type RunResult } from '../helpers/run.ts';
+import { le64Parts, seSparseExtent } from '../helpers/sesparse.ts';
 import { parentHint, parseExtentLines, quotedValue, readCid } from '../../engine/drivers/vmdk/descriptor.ts';
 import { vmdkDriver } from '../../engine/drivers/vmdk/driver.ts';
 import { BackingFileMissingError, VDiskError } from '../../engine/errors.ts';
@@ -403,46 +404,14 @@ describe('a seSparse extent', () => {
   const capacity = (48 * 1048576) / SECTOR;
   const grain = 4096;
   const data = new Uint8Array(capacity * SECTOR);
-  const le64parts = (b: Uint8Array, at: number, hi: number, lo: number) => {
-    le32(b, at, lo);
-    le32(b, at + 4, hi);
-  };
   beforeAll(() => {
-    // Const header, volatile header at sector 1, grain directory at sector 8
-    // (one sector: 64 tables of 16 MiB), grain tables from sector 16 (64
-    // sectors each), grains after them. Tables 0 and 2 are allocated.
-    const gtSectors = 64;
-    const grainsAt = 16 + 2 * gtSectors;
-    const allocated = [0, 1, 7, 4096 * 2 + 5, 4096 * 2 + 4095];
-    const file = new Uint8Array((grainsAt + allocated.length * 8) * SECTOR);
-    const h = file.subarray(0, SECTOR);
-    le32(h, 0, 0xcafebabe);
-    le64parts(h, 8, 2, 1);
-    le64(h, 16, capacity);
-    le64(h, 24, 8);
-    le64(h, 32, 64);
-    le64(h, 80, 1);
-    le64(h, 88, 1);
-    le64(h, 128, 8);
-    le64(h, 136, 1);
-    le64(h, 144, 16);
-    le64(h, 152, 2 * gtSectors);
-    le64(h, 192, grainsAt);
-    le32(file, SECTOR, 0xcafecafe);
-    le64parts(file, 8 * SECTOR, 0x10000000, 0);
-    le64parts(file, 8 * SECTOR + 16, 0x10000000, 1);
-    allocated.forEach((g, i) => {
-      const table = Math.floor(g / 4096);
-      const entryAt = (16 + (table === 0 ? 0 : 1) * gtSectors) * SECTOR + (g % 4096) * 8;
-      // Grain number i: its low 12 bits go to bits 48..59, the rest to bits 0..47.
-      le64parts(file, entryAt, 0x30000000 | ((i & 0xfff) << 16), Math.floor(i / 4096));
-      const bytes = g === 7 ? text(grain) : pattern(grain, g);
-      file.set(bytes, (grainsAt + i * 8) * SECTOR);
-      data.set(bytes, g * grain);
-    });
+    // Grain tables 0 and 2 are allocated.
+    const grains = [0, 1, 7, 4096 * 2 + 5, 4096 * 2 + 4095].map((g) => ({ index: g, bytes: g === 7 ? text(grain) : pattern(grain, g) }));
+    const { file, entryAt } = seSparseExtent(capacity, grains);
+    for (const g of grains) data.set(g.bytes, g.index * grain);
     // A zero grain over nothing and an unmapped one: both read as zeros.
-    le64parts(file, 16 * SECTOR + 9 * 8, 0x20000000, 0);
-    le64parts(file, 16 * SECTOR + 10 * 8, 0x10000000, 0);
+    le64Parts(file, entryAt(9), 0x20000000, 0);
+    le64Parts(file, entryAt(10), 0x10000000, 0);
     write('se-sparse.vmdk', file);
     write('se.vmdk', descriptor('seSparse', [`RW ${capacity} SESPARSE "se-sparse.vmdk"`]));
   });
@@ -465,7 +434,7 @@ describe('a seSparse extent', () => {
     vdiskRefuses(['info', 'se-magic.vmdk'], 'se-magic-sparse.vmdk', /Bad const header magic/);
     damage('se-dirty', (b) => le32(b, SECTOR + 24, 1));
     vdiskRefuses(['info', 'se-dirty.vmdk'], 'se-dirty-sparse.vmdk', /journal replay/);
-    damage('se-entry', (b) => le64parts(b, 16 * SECTOR + 3 * 8, 0x70000000, 0));
+    damage('se-entry', (b) => le64Parts(b, 16 * SECTOR + 3 * 8, 0x70000000, 0));
     vdiskRefuses(['map', 'se-entry.vmdk'], 'se-entry-sparse.vmdk', /grain table at offset 8216: invalid grain table entry 3/);
     expect(qemuImg(['map', 'se-entry.vmdk'], { cwd: dir }).status).toBe(1);
   });

@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32c } from '../../engine/codecs/crc32c.ts';
 import { qemuImg, run } from '../helpers/run.ts';
+import { seSparseExtent } from '../helpers/sesparse.ts';
 
 export interface GeneratedCase {
   /** The format the engine reads the opened image as. */
@@ -39,33 +40,10 @@ const descriptor = (createType: string, extent: string) =>
 /** A seSparse extent of 32 MiB: grain directory at sector 8, two grain tables, a few 4 KiB grains. */
 function seSparse(dir: string): GeneratedCase[] {
   const capacity = (32 * MiB) / SECTOR;
-  const gtSectors = 64;
-  const grainsAt = 16 + 2 * gtSectors;
-  const grains = [0, 1, 7, 4095, 4096 + 9];
-  const file = new Uint8Array((grainsAt + grains.length * 8) * SECTOR);
-  le32(file, 0, 0xcafebabe);
-  le64(file, 8, (2n << 32n) | 1n);
-  le64(file, 16, capacity);
-  le64(file, 24, 8);
-  le64(file, 32, 64);
-  le64(file, 80, 1);
-  le64(file, 88, 1);
-  le64(file, 128, 8);
-  le64(file, 136, 1);
-  le64(file, 144, 16);
-  le64(file, 152, 2 * gtSectors);
-  le64(file, 192, grainsAt);
-  le32(file, SECTOR, 0xcafecafe);
-  // Directory entries: 0x1 in the top nibble, the table's index below.
-  le64(file, 8 * SECTOR, 0x1000_0000n << 32n);
-  le64(file, 8 * SECTOR + 8, (0x1000_0000n << 32n) | 1n);
-  grains.forEach((g, i) => {
-    const table = Math.floor(g / 4096);
-    const entry = (16 + table * gtSectors) * SECTOR + (g % 4096) * 8;
-    // Allocated grain i: 0x3 in the top nibble, its low 12 bits at bits 48..59.
-    le32(file, entry + 4, 0x3000_0000 | ((i & 0xfff) << 16));
-    file.set(pattern(4096, g), (grainsAt + i * 8) * SECTOR);
-  });
+  const { file, grainsAt } = seSparseExtent(
+    capacity,
+    [0, 1, 7, 4095, 4096 + 9].map((g) => ({ index: g, bytes: pattern(4096, g) })),
+  );
   writeFileSync(join(dir, 'se-sparse.vmdk'), file);
   writeFileSync(join(dir, 'se.vmdk'), descriptor('seSparse', `RW ${capacity} SESPARSE "se-sparse.vmdk"`));
   const focus: [number, number][] = [[0, grainsAt * SECTOR]];
