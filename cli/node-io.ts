@@ -98,6 +98,7 @@ export const nodeOpener: Opener = {
 export const nodeWorkspace: Workspace = {
   opener: nodeOpener,
   open: (name) => openOrMissing(name, name, 'image'),
+  readsAhead: true,
 };
 
 /**

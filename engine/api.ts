@@ -27,6 +27,12 @@ import { ImageReader } from './ops/read.ts';
 export interface Workspace {
   readonly opener: Opener;
   open(name: string): Promise<ByteSource>;
+  /**
+   * Reads out of turn cost little (files in the page cache): convert then
+   * looks ahead for zeros that no layer reports. Not for Blob reads, whose
+   * read-ahead follows one sequential scan that such reads would break.
+   */
+  readonly readsAhead?: boolean;
 }
 
 export interface InfoResult {
@@ -233,7 +239,7 @@ export class EngineApi {
       backing: req.backing && { name: req.backing.name, format: req.backing.format ?? backing?.layers[0]!.format, facts: backing?.layers[0]!.facts() },
     };
     const out = await writer.create(target.sink, create, target.openSink);
-    await convertImage(image, out, { ...req, backing, compressor: target.compressor });
+    await convertImage(image, out, { ...req, backing, compressor: target.compressor, lookAhead: this.ws.readsAhead });
   }
 
   /** qemu-img measure: the size a conversion's output needs. */
