@@ -14,6 +14,7 @@ import { clampRead, type ByteSource } from '../engine/io/source.ts';
 import { combinePath, type Opener } from '../engine/io/opener.ts';
 import type { ByteSink } from '../engine/io/sink.ts';
 import type { Workspace } from '../engine/api.ts';
+import { kernels } from '../engine/kernels/index.ts';
 import { WRITE_PIECE, WriteFailure, WriteThread } from './write-thread.ts';
 
 /** strerror() wording for the errno codes a user is likely to meet. */
@@ -184,7 +185,7 @@ export class NodeFileSink implements ByteSink {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    if (!this.thread && this.direct >= THREAD_AFTER) this.thread = new WriteThread(this.fh.fd);
+    if (!this.thread && this.direct >= THREAD_AFTER) this.thread = new WriteThread(this.fh.fd, kernels().shared);
     if (this.thread) return this.threaded(() => this.thread!.write(offset, data));
     for (let done = 0; done < data.length; ) {
       try {

@@ -368,7 +368,9 @@ async function loadKernels(): Promise<void> {
   const builds = (name: string) => Promise.all([readFile(new URL(`${name}-simd.wasm`, dir)), readFile(new URL(`${name}-scalar.wasm`, dir))]);
   await Promise.all([
     // Without the built kernels the TypeScript twins give the same answers, slower.
-    builds('kernels').then(([simd, scalar]) => loadWasmKernels(simd, scalar)).catch(() => undefined),
+    Promise.all([builds('kernels'), readFile(new URL('kernels-shared.wasm', dir)).catch(() => undefined)])
+      .then(([[simd, scalar], shared]) => loadWasmKernels(simd, scalar, { shared }))
+      .catch(() => undefined),
     // Without the built decoder, fflate decodes compressed clusters.
     builds('inflate').then(([simd, scalar]) => loadWasmInflate(simd, scalar)).catch(() => undefined),
   ]);

@@ -15,6 +15,12 @@
  * writes the slots in order, so writes to the same bytes land in the order
  * they were made. The caller waits only when the ring is full (then until it
  * is half empty) and before the file is truncated, closed or given up.
+ *
+ * Data in the kernels' memory, when it is shared (the CLI's I/O buffers), is
+ * written from where it is, but for its last piece: the caller waits until
+ * the rest is written, and the thread has the copied piece to write while the
+ * caller comes back with more. The copies had cost 0.6 s of CPU time on a
+ * 4 GiB raw → qcow2 (2 GiB written), on two cores shared with the reads.
  */
 import { Worker } from 'node:worker_threads';
 
@@ -42,11 +48,12 @@ const TO_CALLER = 5; // changed after every change of TAIL or FAILED, for the ca
 const WORKER = `
 const { workerData, parentPort } = require('node:worker_threads');
 const { writeSync } = require('node:fs');
-const { fd, control, slots, descriptors, slotBytes } = workerData;
+const { fd, control, slots, descriptors, slotBytes, shared } = workerData;
 const ctl = new Int32Array(control);
 const desc = new Float64Array(descriptors);
 const bytes = new Uint8Array(slots);
-const count = desc.length / 2;
+const memory = shared && new Uint8Array(shared);
+const count = desc.length / 3;
 (function loop() {
   for (let tail = 0; ; ) {
     const seen = Atomics.load(ctl, ${TO_THREAD});
@@ -56,11 +63,13 @@ const count = desc.length / 2;
       continue;
     }
     const slot = tail % count;
-    const offset = desc[2 * slot];
-    const length = desc[2 * slot + 1];
+    const offset = desc[3 * slot];
+    const length = desc[3 * slot + 1];
+    const inShared = desc[3 * slot + 2];
+    const [from, at] = inShared >= 0 ? [memory, inShared] : [bytes, slot * slotBytes];
     let done = 0;
     try {
-      while (done < length) done += writeSync(fd, bytes, slot * slotBytes + done, length - done, offset + done);
+      while (done < length) done += writeSync(fd, from, at + done, length - done, offset + done);
     } catch (e) {
       parentPort.postMessage({ offset: offset + done, code: e.code, message: e.message });
       Atomics.store(ctl, ${FAILED}, 1);
@@ -90,16 +99,21 @@ const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 export class WriteThread {
   private readonly control = new Int32Array(new SharedArrayBuffer(24));
   private readonly slots = new Uint8Array(new SharedArrayBuffer(SLOTS * WRITE_PIECE));
-  private readonly descriptors = new Float64Array(new SharedArrayBuffer(SLOTS * 16));
+  /** Per slot: file offset, length, and where in `shared` the piece is (-1: in the slot). */
+  private readonly descriptors = new Float64Array(new SharedArrayBuffer(SLOTS * 24));
   private readonly worker: Worker;
   private readonly ended: Promise<void>;
   private readonly failed: Promise<WriteFailure>;
   private head = 0;
 
-  constructor(fd: number) {
+  /** `shared`: memory whose pieces are written where they are, without a copy into a slot. */
+  constructor(
+    fd: number,
+    private readonly shared?: SharedArrayBuffer,
+  ) {
     this.worker = new Worker(WORKER, {
       eval: true,
-      workerData: { fd, control: this.control.buffer, slots: this.slots.buffer, descriptors: this.descriptors.buffer, slotBytes: WRITE_PIECE },
+      workerData: { fd, control: this.control.buffer, slots: this.slots.buffer, descriptors: this.descriptors.buffer, slotBytes: WRITE_PIECE, shared },
     });
     // Idle, the thread does not keep the process alive (a file given up by a failing
     // conversion must not hold it); it does while the caller waits for it.
@@ -119,18 +133,27 @@ export class WriteThread {
     });
   }
 
-  /** Hands `data` over in pieces; it may be reused once this resolves. */
+  /**
+   * Hands `data` over in pieces; it may be reused once this resolves. Pieces
+   * are copied into slots, but data in the shared memory is written from
+   * where it is, all but its last piece, and this resolves once those are
+   * written.
+   */
   async write(offset: number, data: Uint8Array): Promise<void> {
+    const inPlaceUpTo = this.shared !== undefined && data.buffer === this.shared ? data.length - WRITE_PIECE : 0;
     for (let at = 0; at < data.length; at += WRITE_PIECE) {
       if (this.head - Atomics.load(this.control, TAIL) >= SLOTS) await this.until(SLOTS / 2);
       const slot = this.head % SLOTS;
       const piece = data.subarray(at, Math.min(data.length, at + WRITE_PIECE));
-      this.slots.set(piece, slot * WRITE_PIECE);
-      this.descriptors[2 * slot] = offset + at;
-      this.descriptors[2 * slot + 1] = piece.length;
+      const inPlace = at < inPlaceUpTo;
+      if (!inPlace) this.slots.set(piece, slot * WRITE_PIECE);
+      this.descriptors[3 * slot] = offset + at;
+      this.descriptors[3 * slot + 1] = piece.length;
+      this.descriptors[3 * slot + 2] = inPlace ? piece.byteOffset : -1;
       Atomics.store(this.control, HEAD, ++this.head);
       this.signal();
     }
+    if (inPlaceUpTo > 0) await this.until(1);
   }
 
   /** Resolves once every piece handed over is written, and ends the thread. */
@@ -171,6 +194,6 @@ export class WriteThread {
 
   /** The file offset of the next piece to be written. */
   private writtenUpTo(): number {
-    return this.descriptors[2 * (Atomics.load(this.control, TAIL) % SLOTS)]!;
+    return this.descriptors[3 * (Atomics.load(this.control, TAIL) % SLOTS)]!;
   }
 }

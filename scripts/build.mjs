@@ -14,7 +14,8 @@ const run = (cmd, args) => execFileSync(cmd, args, { stdio: 'inherit' });
 
 // asm/*.ts together make one module (the kernels sharing the engine's I/O
 // arena); each asm/<name>/index.ts is a module of its own with its own memory.
-// Every module is built twice: with SIMD and without.
+// Every module is built twice: with SIMD and without; the kernels a third
+// time, for shared memory (the CLI's).
 const KERNELS = readdirSync('asm').filter((f) => f.endsWith('.ts')).map((f) => `asm/${f}`);
 const OWN_MODULES = readdirSync('asm', { withFileTypes: true })
   .filter((d) => d.isDirectory() && existsSync(`asm/${d.name}/index.ts`))
@@ -27,7 +28,11 @@ if (want('asm')) {
     run(bin('asc'), [...entries, '-o', `build/wasm/${name}-simd.wasm`, ...base, ...extra, '--enable', 'simd']);
     run(bin('asc'), [...entries, '-o', `build/wasm/${name}-scalar.wasm`, ...base, ...extra, '--disable', 'simd']);
   };
-  both(KERNELS, 'kernels', ['--importMemory', '--initialMemory', '1']);
+  const imported = ['--importMemory', '--initialMemory', '1'];
+  both(KERNELS, 'kernels', imported);
+  // The CLI's kernels work on shared memory, which its write threads write output from in place.
+  const shared = ['--enable', 'simd', '--enable', 'threads', '--sharedMemory', '--maximumMemory', '65536'];
+  run(bin('asc'), [...KERNELS, '-o', 'build/wasm/kernels-shared.wasm', ...base, ...imported, ...shared]);
   for (const m of OWN_MODULES) both([`asm/${m}/index.ts`], m, []);
 }
 

@@ -24,6 +24,8 @@ export interface Kernels {
   crc32c(buf: Uint8Array, previous?: number): number;
   /** A streaming xxHash32: `update` with the pieces in order, then `digest`. */
   xxh32(seed?: number): Xxh32;
+  /** The memory `alloc` carves buffers from, when it is shared: other threads can read them in place. */
+  readonly shared?: SharedArrayBuffer;
 }
 
 const tsKernels: Kernels = {
@@ -61,6 +63,23 @@ interface KernelExports {
 export interface LoadOptions {
   /** Arena size in bytes (a multiple of 64 KiB); benchmarks take more than the engine needs. */
   arenaBytes?: number;
+  /**
+   * The SIMD build for shared memory, taken where this engine validates it
+   * and may share memory (Node): I/O buffers can then be written to a file
+   * by another thread without a copy.
+   */
+  shared?: BufferSource;
+}
+
+/** A shared memory and the build for it, or undefined where either is refused. */
+function sharedMemory(build: BufferSource | undefined, pages: number): WebAssembly.Memory | undefined {
+  if (!build || !WebAssembly.validate(build)) return undefined;
+  try {
+    return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  } catch {
+    // A browser page that is not cross-origin isolated.
+    return undefined;
+  }
 }
 
 /**
@@ -70,9 +89,10 @@ export interface LoadOptions {
 export async function loadWasmKernels(simd: BufferSource, scalar: BufferSource, options: LoadOptions = {}): Promise<Kernels> {
   const arenaBytes = options.arenaBytes ?? ARENA_BYTES;
   const pages = (STATIC_BYTES + arenaBytes) / PAGE;
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-  const useSimd = WebAssembly.validate(simd);
-  const { instance } = await WebAssembly.instantiate(useSimd ? simd : scalar, { env: { memory } });
+  const shared = sharedMemory(options.shared, pages);
+  const memory = shared ?? new WebAssembly.Memory({ initial: pages, maximum: pages });
+  const useSimd = shared !== undefined || WebAssembly.validate(simd);
+  const { instance } = await WebAssembly.instantiate(shared ? options.shared! : useSimd ? simd : scalar, { env: { memory } });
   const exp = instance.exports as unknown as KernelExports;
   const heap = new Uint8Array(memory.buffer);
   const inArena = (buf: Uint8Array) => buf.buffer === memory.buffer;
@@ -125,6 +145,7 @@ export async function loadWasmKernels(simd: BufferSource, scalar: BufferSource, 
       return exp.crc32c(buf.byteOffset, buf.length, previous) >>> 0;
     },
     xxh32: (seed) => new WasmXxh32(seed),
+    shared: shared ? (memory.buffer as unknown as SharedArrayBuffer) : undefined,
   };
   return active;
 }

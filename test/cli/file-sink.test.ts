@@ -1,6 +1,7 @@
 // The CLI's output file: writes land in the order they were made whoever
 // makes them (this thread for the first MiBs, the file's write thread after),
-// a caller may reuse its buffer as soon as a write returns, and a file given
+// a caller may reuse its buffer as soon as a write returns (also when the
+// thread writes it from the kernels' shared memory, uncopied), and a file given
 // up leaves nothing behind; one dropped unfinished does not keep the process
 // alive. Writes are judged against a model of the file in memory.
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
 import { NodeFileSink } from '../../cli/node-io.ts';
+import { loadWasmKernels } from '../../engine/kernels/index.ts';
 import { run } from '../helpers/run.ts';
 
 const MiB = 1024 * 1024;
@@ -48,6 +50,42 @@ describe('NodeFileSink', () => {
           const file = readFileSync(path);
           expect(file.length).toBe(end);
           expect(Buffer.compare(file, model), 'file and model differ').toBe(0);
+          rmSync(path);
+        },
+      ),
+      { numRuns: 12 },
+    );
+  }, 120_000);
+
+  it('writes data in the kernels\' shared memory from where it is, all written but a copied last piece by the time a write returns', async () => {
+    const wasm = (name: string) => readFileSync(`build/wasm/kernels-${name}.wasm`);
+    const k = await loadWasmKernels(wasm('simd'), wasm('scalar'), { shared: wasm('shared') });
+    expect(k.shared).toBeInstanceOf(SharedArrayBuffer);
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({ offset: fc.integer({ min: 0, max: 40 * MiB }), length: fc.integer({ min: 1, max: 7 * MiB }), inShared: fc.boolean() }),
+          { minLength: 1, maxLength: 8 },
+        ),
+        async (writes) => {
+          const path = join(dir, `shared-${run++}.bin`);
+          const sink = await NodeFileSink.create(path);
+          const all = [{ offset: 0, length: 20 * MiB, inShared: true }, ...writes];
+          const end = Math.max(...all.map((w) => w.offset + w.length));
+          const model = new Uint8Array(end);
+          for (const [i, w] of all.entries()) {
+            const data = w.inShared ? k.alloc(w.length) : new Uint8Array(w.length);
+            expect(data.buffer instanceof SharedArrayBuffer).toBe(w.inShared);
+            data.set(pattern(w.length, i));
+            model.set(data, w.offset);
+            await sink.write(w.offset, data);
+            // Reused at once, as the convert pipeline reuses its buffers.
+            data.fill(0xee);
+            k.free(data);
+          }
+          await sink.commit(end);
+          expect(Buffer.compare(readFileSync(path), model), 'file and model differ').toBe(0);
           rmSync(path);
         },
       ),

@@ -1,5 +1,5 @@
 // The CRC-32C and xxHash32 kernels against their TypeScript twins and the
-// published vectors (both WebAssembly builds, called directly and through the
+// published vectors (every WebAssembly build, called directly, and through the
 // Kernels interface), the kernels module's static data staying in the page the
 // host reserves for it, and `compare`'s pipelined walk against a plain
 // sector-by-sector reference on layers made up here.
@@ -14,7 +14,8 @@ import { MemorySource, type ByteSource } from '../../engine/io/source.ts';
 import type { Layer, Mapping } from '../../engine/driver.ts';
 import type { Image } from '../../engine/image.ts';
 
-const BUILDS = ['simd', 'scalar'] as const;
+/** The builds for plain memory, and the CLI's for shared memory. */
+const BUILDS = ['simd', 'scalar', 'shared'] as const;
 const wasm = (build: (typeof BUILDS)[number]) => readFileSync(`build/wasm/kernels-${build}.wasm`);
 const PAGE = 64 * 1024;
 const bytes = (n: number, f: (i: number) => number) => Uint8Array.from({ length: n }, (_, i) => f(i));
@@ -28,7 +29,7 @@ interface RawExports {
 
 /** One build instantiated on a fresh memory of `pages` pages, with its exports called directly. */
 async function instantiate(build: (typeof BUILDS)[number], pages = 2) {
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: build === 'shared' });
   const { instance } = await WebAssembly.instantiate(wasm(build), { env: { memory } });
   return { memory, heap: new Uint8Array(memory.buffer), exp: instance.exports as unknown as RawExports };
 }

@@ -41,9 +41,22 @@ describe('LruCache', () => {
 describe('zero kernel', () => {
   const simd = readFileSync('build/wasm/kernels-simd.wasm');
   const scalar = readFileSync('build/wasm/kernels-scalar.wasm');
+  const shared = readFileSync('build/wasm/kernels-shared.wasm');
 
-  it('the WebAssembly build agrees with the TypeScript twin', async () => {
-    const k = await loadWasmKernels(simd, scalar);
+  it('with shared memory, buffers live in the memory the kernels share', async () => {
+    const k = await loadWasmKernels(simd, scalar, { shared });
+    expect(k.shared).toBeInstanceOf(SharedArrayBuffer);
+    const buf = k.alloc(4096);
+    expect(buf.buffer).toBe(k.shared);
+    k.free(buf);
+    expect((await loadWasmKernels(simd, scalar)).shared).toBeUndefined();
+  });
+
+  it.each([
+    ['plain', {}],
+    ['shared', { shared }],
+  ])('the WebAssembly build agrees with the TypeScript twin (%s memory)', async (_, options) => {
+    const k = await loadWasmKernels(simd, scalar, options);
     expect(k.name).toMatch(/^wasm/);
     const buf = k.alloc(1 << 16);
     fc.assert(
