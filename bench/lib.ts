@@ -1,6 +1,6 @@
 /**
  * What every benchmark section shares: timing, medians, the vdisk-versus-
- * qemu-img alternation, the result rows and how they print.
+ * qemu-img pairs, the result rows and how they print.
  */
 import { spawnSync } from 'node:child_process';
 
@@ -34,8 +34,9 @@ export interface VersusOptions {
 }
 
 /**
- * Alternates vdisk and qemu-img RUNS times and prints `op  vdisk_s  qemu_s
- * ratio` (medians), then `<= target` with `ok` or `MISSED` when there is one.
+ * Runs vdisk and qemu-img once each untimed, then RUNS times each, in pairs
+ * whose order alternates, and prints `op  vdisk_s  qemu_s ratio` (medians),
+ * then `<= target` with `ok` or `MISSED` when there is one.
  */
 export function versusQemu(op: string, vdiskArgs: string[], qemuArgs: string[], opts: VersusOptions = {}): void {
   const v: number[] = [];
@@ -56,11 +57,22 @@ export function versusQemu(op: string, vdiskArgs: string[], qemuArgs: string[], 
     cleanUp();
     spawnSync('sleep', [String(SETTLE_S)]);
   };
+  const runVdisk = () => time(process.execPath, [VDISK, ...vdiskArgs]);
+  const runQemu = () => time('qemu-img', qemuArgs);
+  // A case's first runs were its slowest for both tools, by up to 2×, most of all in the first
+  // case after the images were built: each tool's first run is not counted.
+  for (const run of [runVdisk, runQemu]) {
+    settle();
+    run();
+  }
+  // The tool that goes first alternates, so a change in the machine's state over a pair does not
+  // always fall on the same one.
   for (let i = 0; i < RUNS; i++) {
-    settle();
-    v.push(time(process.execPath, [VDISK, ...vdiskArgs]));
-    settle();
-    q.push(time('qemu-img', qemuArgs));
+    const pair = [() => v.push(runVdisk()), () => q.push(runQemu())];
+    for (const run of i % 2 === 0 ? pair : pair.reverse()) {
+      settle();
+      run();
+    }
   }
   cleanUp();
   const row = { op, vdisk_s: median(v), qemu_s: median(q), ratio: median(v) / median(q), target: opts.target, vdisk_runs: v, qemu_runs: q };

@@ -1,8 +1,9 @@
 /**
  * npm run bench: each section builds what it needs (the command sections
  * share the images of bench/images.ts), times vdisk against
- * qemu-img on the same files in the same run (alternating, medians of several
- * runs) or a kernel against its TypeScript twin, prints one line per
+ * qemu-img on the same files in the same run (each once untimed, then in
+ * pairs of alternating order; medians of several runs) or a kernel against
+ * its TypeScript twin, prints one line per
  * measurement, and the whole run is written as JSON to bench/results/.
  *
  * Environment: VDISK_BENCH_GIB (image size, default 4), VDISK_BENCH_RUNS
