@@ -14,8 +14,8 @@
  * written zeros) must be read like data: a chunk that holds nothing to write
  * gives its buffer back as soon as it is scanned, and chunks still waiting for
  * a buffer may be looked at ahead of their turn, so such zeros are read while
- * the writer is still busy with the data before them. The writer still gets every
- * unit in guest order.
+ * the writer is still busy with the data before them. The writer still gets
+ * every unit in guest order.
  */
 import type { Image } from '../image.ts';
 import type { BlockWriter } from '../writer.ts';
